@@ -1,0 +1,38 @@
+# Switchyard — see README.md. `make test` is what CI runs.
+GO        ?= go
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X main.version=$(VERSION)
+export GOTOOLCHAIN = local
+
+.PHONY: build test test-short bench demo deps lint fuzz clean
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/switchyard ./cmd/switchyard
+
+deps:
+	@bash scripts/deps.sh
+
+# Unit and integration tests against real PostgreSQL, with the race detector.
+test: deps lint
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+# Unit tests only (no servers started).
+test-short: lint
+	$(GO) test -race -short -count=1 ./...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzStartup -fuzztime 60s ./proxy
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	 if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+bench: deps build
+	$(GO) run ./bench/relay -switchyard bin/switchyard
+
+demo: deps build
+	$(GO) run ./scripts/demo -switchyard bin/switchyard
+
+clean:
+	rm -rf bin

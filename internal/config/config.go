@@ -1,0 +1,161 @@
+// Package config loads and validates Switchyard's TOML configuration.
+//
+// Loading is strict: unknown keys are errors, and every problem in a file is
+// reported at once, each naming the file, the line and the key path
+// (for example "switchyard.toml:14: listener[1].role: ...").
+package config
+
+import (
+	"fmt"
+	"time"
+)
+
+// Config is the whole configuration file. The zero value is not valid; use
+// Load, which fills defaults and validates.
+type Config struct {
+	Admin     Admin      `toml:"admin"`
+	Log       Log        `toml:"log"`
+	Cluster   Cluster    `toml:"cluster"`
+	Listeners []Listener `toml:"listener"`
+	TLS       *TLS       `toml:"tls,omitempty"`
+	Limits    Limits     `toml:"limits"`
+
+	// Dir is the directory of the file the config was loaded from; relative
+	// paths (TLS cert and key) are resolved against it.
+	Dir string `toml:"-"`
+}
+
+// Admin is the HTTP endpoint for the stats page and /metrics.
+type Admin struct {
+	Listen string `toml:"listen"`
+}
+
+// Log selects the log level and format.
+type Log struct {
+	Level  string `toml:"level"`
+	Format string `toml:"format"`
+}
+
+// Cluster describes where topology comes from.
+type Cluster struct {
+	Name      string `toml:"name"`
+	Discovery string `toml:"discovery"`
+	Static    Static `toml:"static"`
+}
+
+// Static is a fixed member list; roles come from the file and health from a
+// TCP check every CheckInterval.
+type Static struct {
+	Members       []Member `toml:"members"`
+	CheckInterval Duration `toml:"check_interval"`
+}
+
+// Member is one PostgreSQL node of the cluster.
+type Member struct {
+	Name    string         `toml:"name"`
+	Address string         `toml:"address"`
+	Role    string         `toml:"role"`
+	Tags    map[string]any `toml:"tags,omitempty"`
+}
+
+// NoLoadBalance reports Patroni's noloadbalance tag.
+func (m Member) NoLoadBalance() bool {
+	v, _ := m.Tags["noloadbalance"].(bool)
+	return v
+}
+
+// Listener is one client-facing port.
+type Listener struct {
+	Name     string `toml:"name"`
+	Address  string `toml:"address"`
+	Role     string `toml:"role"`
+	PoolMode string `toml:"pool_mode"`
+	Balance  string `toml:"balance"`
+	Fallback string `toml:"fallback"`
+}
+
+// TLS configures client-side TLS termination and proxy-to-server TLS.
+type TLS struct {
+	Cert       string `toml:"cert"`
+	Key        string `toml:"key"`
+	ClientMode string `toml:"client_mode"`
+	ServerMode string `toml:"server_mode"`
+}
+
+// Limits bounds what a client can cost.
+type Limits struct {
+	ClientLoginTimeout Duration `toml:"client_login_timeout"`
+	ConnectTimeout     Duration `toml:"connect_timeout"`
+	ShutdownTimeout    Duration `toml:"shutdown_timeout"`
+	MaxClients         int      `toml:"max_clients"`
+}
+
+// Values of enumerated keys.
+const (
+	RolePrimary = "primary"
+	RoleReplica = "replica"
+	RoleAny     = "any"
+
+	PoolNone = "none"
+
+	BalanceRoundRobin = "round-robin"
+	BalanceLeastConns = "least-connections"
+	BalanceRandom     = "random"
+
+	FallbackPrimary = "primary"
+	FallbackNone    = "none"
+
+	ClientTLSDisable = "disable"
+	ClientTLSAllow   = "allow"
+	ClientTLSRequire = "require"
+
+	ServerTLSDisable = "disable"
+	ServerTLSPrefer  = "prefer"
+	ServerTLSRequire = "require"
+)
+
+// ClientTLSMode is the effective client TLS mode: "disable" without [tls].
+func (c *Config) ClientTLSMode() string {
+	if c.TLS == nil {
+		return ClientTLSDisable
+	}
+	return c.TLS.ClientMode
+}
+
+// ServerTLSMode is the effective proxy-to-server TLS mode: libpq's default,
+// "prefer", without [tls].
+func (c *Config) ServerTLSMode() string {
+	if c.TLS == nil {
+		return ServerTLSPrefer
+	}
+	return c.TLS.ServerMode
+}
+
+// Duration is a time.Duration written as a Go duration string ("5s").
+// Parsing never fails during decoding; a bad value is kept and reported by
+// Validate together with every other problem.
+type Duration struct {
+	time.Duration
+	raw string
+	err error
+}
+
+// D returns a Duration of d.
+func D(d time.Duration) Duration { return Duration{Duration: d} }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	d.raw = string(b)
+	v, err := time.ParseDuration(d.raw)
+	if err != nil {
+		d.err = fmt.Errorf("%q is not a duration (write it like \"5s\" or \"250ms\")", d.raw)
+		return nil
+	}
+	d.Duration, d.err = v, nil
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.Duration.String()), nil }
+
+func (d Duration) set() bool { return d.raw != "" }

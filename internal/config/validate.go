@@ -1,0 +1,185 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+)
+
+// Defaults, documented key by key in configs/switchyard.toml.
+const (
+	DefaultAdminListen        = "127.0.0.1:7000"
+	DefaultClientLoginTimeout = 15 * time.Second
+	DefaultConnectTimeout     = 5 * time.Second
+	DefaultShutdownTimeout    = 30 * time.Second
+	DefaultMaxClients         = 10000
+	DefaultCheckInterval      = time.Second
+)
+
+func (c *Config) setDefaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	defDur := func(d *Duration, v time.Duration) {
+		if !d.set() {
+			*d = D(v)
+		}
+	}
+	def(&c.Admin.Listen, DefaultAdminListen)
+	def(&c.Log.Level, "info")
+	def(&c.Log.Format, "text")
+	def(&c.Cluster.Discovery, "static")
+	defDur(&c.Cluster.Static.CheckInterval, DefaultCheckInterval)
+	for i := range c.Listeners {
+		l := &c.Listeners[i]
+		def(&l.PoolMode, PoolNone)
+		def(&l.Balance, BalanceRoundRobin)
+		if l.Role == RolePrimary {
+			def(&l.Fallback, FallbackNone)
+		} else {
+			def(&l.Fallback, FallbackPrimary)
+		}
+	}
+	if c.TLS != nil {
+		def(&c.TLS.ClientMode, ClientTLSAllow)
+		def(&c.TLS.ServerMode, ServerTLSPrefer)
+	}
+	defDur(&c.Limits.ClientLoginTimeout, DefaultClientLoginTimeout)
+	defDur(&c.Limits.ConnectTimeout, DefaultConnectTimeout)
+	defDur(&c.Limits.ShutdownTimeout, DefaultShutdownTimeout)
+	if c.Limits.MaxClients == 0 {
+		c.Limits.MaxClients = DefaultMaxClients
+	}
+}
+
+func (c *Config) validate(v *validator) {
+	v.address("admin.listen", c.Admin.Listen)
+	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	v.oneOf("log.format", c.Log.Format, "text", "json")
+
+	if c.Cluster.Name == "" {
+		v.errorf("cluster.name", "is required (the Patroni scope of the cluster)")
+	}
+	switch c.Cluster.Discovery {
+	case "static":
+		c.validateStatic(v)
+	case "etcd", "consul", "zookeeper", "patroni-api", "probe":
+		v.errorf("cluster.discovery", "%q is not available in this version; use \"static\"", c.Cluster.Discovery)
+	default:
+		v.oneOf("cluster.discovery", c.Cluster.Discovery, "static", "etcd", "consul", "zookeeper", "patroni-api", "probe")
+	}
+
+	if len(c.Listeners) == 0 {
+		v.errorf("listener", "at least one [[listener]] is required")
+	}
+	names := map[string]string{}
+	addrs := map[string]string{}
+	for i, l := range c.Listeners {
+		p := fmt.Sprintf("listener[%d]", i)
+		if l.Name == "" {
+			v.errorf(p+".name", "is required")
+		} else if prev, dup := names[l.Name]; dup {
+			v.errorf(p+".name", "%q is already the name of %s", l.Name, prev)
+		} else {
+			names[l.Name] = p
+		}
+		if v.address(p+".address", l.Address) {
+			if prev, dup := addrs[l.Address]; dup {
+				v.errorf(p+".address", "%s is already used by %s", l.Address, prev)
+			}
+			addrs[l.Address] = p
+		}
+		v.oneOf(p+".role", l.Role, RolePrimary, RoleReplica, RoleAny)
+		switch l.PoolMode {
+		case PoolNone:
+		case "session", "transaction":
+			v.errorf(p+".pool_mode", "%q pooling is not available in this version; use \"none\" (relay)", l.PoolMode)
+		default:
+			v.oneOf(p+".pool_mode", l.PoolMode, PoolNone, "session", "transaction")
+		}
+		v.oneOf(p+".balance", l.Balance, BalanceRoundRobin, BalanceLeastConns, BalanceRandom)
+		v.oneOf(p+".fallback", l.Fallback, FallbackPrimary, FallbackNone)
+		if l.Role == RolePrimary && l.Fallback == FallbackPrimary {
+			v.errorf(p+".fallback", "has no meaning on a primary listener; remove it")
+		}
+	}
+
+	if t := c.TLS; t != nil {
+		v.oneOf("tls.client_mode", t.ClientMode, ClientTLSDisable, ClientTLSAllow, ClientTLSRequire)
+		v.oneOf("tls.server_mode", t.ServerMode, ServerTLSDisable, ServerTLSPrefer, ServerTLSRequire)
+		if t.ClientMode != ClientTLSDisable {
+			if t.Cert == "" {
+				v.errorf("tls.cert", "is required when tls.client_mode is %q", t.ClientMode)
+			}
+			if t.Key == "" {
+				v.errorf("tls.key", "is required when tls.client_mode is %q", t.ClientMode)
+			}
+		}
+	}
+
+	v.duration("limits.client_login_timeout", c.Limits.ClientLoginTimeout)
+	v.duration("limits.connect_timeout", c.Limits.ConnectTimeout)
+	v.duration("limits.shutdown_timeout", c.Limits.ShutdownTimeout)
+	if c.Limits.MaxClients < 0 {
+		v.errorf("limits.max_clients", "must be positive, got %d", c.Limits.MaxClients)
+	}
+}
+
+func (c *Config) validateStatic(v *validator) {
+	s := c.Cluster.Static
+	v.duration("cluster.static.check_interval", s.CheckInterval)
+	if len(s.Members) == 0 {
+		v.errorf("cluster.static.members", "at least one member is required with discovery = \"static\"")
+		return
+	}
+	names := map[string]bool{}
+	primaries := 0
+	for i, m := range s.Members {
+		p := fmt.Sprintf("cluster.static.members[%d]", i)
+		switch {
+		case m.Name == "":
+			v.errorf(p+".name", "is required")
+		case names[m.Name]:
+			v.errorf(p+".name", "%q names two members", m.Name)
+		}
+		names[m.Name] = true
+		v.address(p+".address", m.Address)
+		v.oneOf(p+".role", m.Role, RolePrimary, RoleReplica)
+		if m.Role == RolePrimary {
+			primaries++
+			if primaries == 2 {
+				v.errorf(p+".role", "a cluster has one primary; %q is the second", m.Name)
+			}
+		}
+		for k, val := range m.Tags {
+			switch k {
+			case "noloadbalance", "nofailover", "nosync", "nostream", "clonefrom":
+				if _, ok := val.(bool); !ok {
+					v.errorf(p+".tags."+k, "must be true or false")
+				}
+			}
+		}
+	}
+}
+
+// address checks a host:port; it reports whether the value was valid.
+func (v *validator) address(key, val string) bool {
+	if val == "" {
+		v.errorf(key, "is required (host:port)")
+		return false
+	}
+	host, port, err := net.SplitHostPort(val)
+	if err != nil {
+		v.errorf(key, "%q is not host:port", val)
+		return false
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		v.errorf(key, "%q has no valid port", val)
+		return false
+	}
+	_ = host
+	return true
+}
