@@ -2,15 +2,19 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"syscall"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/switchyard-proxy/switchyard/pool"
 	"github.com/switchyard-proxy/switchyard/router"
 )
 
@@ -50,6 +54,7 @@ func (s *session) connect(ctx context.Context, startup []byte) error {
 			ID: s.id, Listener: s.ln.name, Role: s.ln.role, Backend: m.Name, Client: s.client.RemoteAddr().String(),
 		}, s.cancel)
 		s.unregister = func() { s.srv.opts.Registry.Remove(entry) }
+		s.startup = startup
 		if _, err := conn.Write(startup); err != nil {
 			return onServer(err)
 		}
@@ -80,7 +85,7 @@ func dialReason(err error) string {
 // login relays the authentication exchange unchanged, except that the
 // client gets Switchyard's cancel key and no channel-binding SASL
 // mechanisms, until the server is ReadyForQuery.
-func (s *session) login(cw *bufio.Writer) error {
+func (s *session) login(ctx context.Context, cw *bufio.Writer) error {
 	for {
 		if s.sr.Buffered() == 0 {
 			if err := cw.Flush(); err != nil {
@@ -108,8 +113,17 @@ func (s *session) login(cw *bufio.Writer) error {
 				if err := cw.Flush(); err != nil {
 					return onClient(err)
 				}
-				if err := s.relayAuthResponse(); err != nil {
+				resp, err := s.readAuthResponse()
+				if err != nil {
 					return err
+				}
+				if code == 10 && s.tls && isTLS(s.server) && gs2Flag(resp) == 'y' {
+					if err := s.reconnectWithoutTLS(ctx); err != nil {
+						return err
+					}
+				}
+				if _, err := s.server.Write(resp); err != nil {
+					return onServer(err)
 				}
 			}
 		case 'K':
@@ -149,23 +163,78 @@ func (s *session) login(cw *bufio.Writer) error {
 	}
 }
 
-// relayAuthResponse forwards the client's answer to an authentication
-// request.
-func (s *session) relayAuthResponse() error {
+// readAuthResponse reads the client's answer to an authentication request.
+func (s *session) readAuthResponse() ([]byte, error) {
 	msg, err := readMessage(s.cr, maxAuthMsgLen)
 	if err != nil {
 		if isClosed(err) {
-			return onClient(err)
+			return nil, onClient(err)
 		}
-		return onClient(newClientError(codeProtocolViolation, "invalid authentication message: %v", err))
+		return nil, onClient(newClientError(codeProtocolViolation, "invalid authentication message: %v", err))
 	}
 	if msg[0] != 'p' {
-		return onClient(newClientError(codeProtocolViolation,
+		return nil, onClient(newClientError(codeProtocolViolation,
 			"expected an authentication response, got message type %q", msg[0]))
 	}
-	if _, err := s.server.Write(msg); err != nil {
+	return msg, nil
+}
+
+// gs2Flag returns the channel-binding flag ('n', 'y' or 'p') of a
+// SASLInitialResponse, 0 if it has none.
+func gs2Flag(msg []byte) byte {
+	body := msg[5:]
+	i := bytes.IndexByte(body, 0) // end of the mechanism name
+	if i < 0 || len(body) < i+6 {
+		return 0
+	}
+	return body[i+5] // after the name's NUL and the int32 data length
+}
+
+func isTLS(c net.Conn) bool {
+	_, ok := c.(*tls.Conn)
+	return ok
+}
+
+// reconnectWithoutTLS replaces the server connection by a plaintext one
+// and replays the login up to the server's SASL request.
+//
+// SCRAM channel binding cannot cross a proxy that terminates TLS. A TLS
+// client told that the server offers no binding sends the gs2 flag 'y',
+// which a TLS server rejects as a downgrade attack, and the flag is
+// covered by the client's proof, so it cannot be rewritten. On a
+// plaintext server connection 'y' is valid.
+func (s *session) reconnectWithoutTLS(ctx context.Context) error {
+	d := *s.srv.opts.Dialer
+	if d.TLSMode == pool.TLSRequire {
+		return &clientError{Code: codeInvalidAuthorization,
+			Message: "SCRAM channel binding cannot pass through Switchyard's TLS termination",
+			Detail:  "connect with channel_binding=disable, or set tls.server_mode = \"prefer\" so the server connection may go without TLS"}
+	}
+	d.TLSMode = pool.TLSDisable
+	conn, err := d.Dial(ctx, s.backend.Addr)
+	if err != nil {
+		return &clientError{Code: codeConnectionFailure, Message: fmt.Sprintf(
+			"could not reconnect to server %s (%s) for SCRAM", s.backend.Name, s.backend.Addr), cause: err}
+	}
+	s.mu.Lock()
+	old := s.server
+	s.mu.Unlock()
+	old.Close()
+	if err := s.setServer(ctx, conn); err != nil {
+		return err
+	}
+	if _, err := conn.Write(s.startup); err != nil {
 		return onServer(err)
 	}
+	msg, err := readMessage(s.sr, maxServerLoginMsg)
+	if err != nil {
+		return onServer(err)
+	}
+	if msg[0] != 'R' || len(msg) < 9 || binary.BigEndian.Uint32(msg[5:9]) != 10 {
+		return onServer(&protocolError{err: fmt.Errorf("server answered %q instead of its SASL request on reconnect", msg[0])})
+	}
+	s.srv.log.Debug("server connection re-opened without TLS for SCRAM from a TLS client",
+		"session", s.id, "backend", s.backend.Name)
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -34,11 +35,12 @@ type session struct {
 	server net.Conn
 	sr     *bufio.Reader
 
+	startup    []byte // the client's StartupMessage, as sent
 	backend    router.Member
 	unregister func() // removes the session from the registry
 	cancelKey  cancelKey
-	user      string
-	database  string
+	user       string
+	database   string
 
 	bytesIn, bytesOut int64
 	// outcome of the session for its log line
@@ -129,7 +131,7 @@ func (s *session) run(ctx context.Context, overLimit bool) error {
 	if err := s.connect(ctx, startup.raw); err != nil {
 		return s.fail(ctx, err)
 	}
-	if err := s.login(cw); err != nil {
+	if err := s.login(ctx, cw); err != nil {
 		return s.fail(ctx, err)
 	}
 	if err := s.setDeadline(ctx, time.Time{}); err != nil {
@@ -295,7 +297,10 @@ func (s *session) logEnd(err error) {
 	case errors.As(err, &ce):
 		level, msg = slog.LevelWarn, "session refused"
 	case sideOf(err) == SideClient && isClosed(err):
-		if s.backend.Name == "" || s.cancelKey == (cancelKey{}) {
+		switch {
+		case s.user == "" && errors.Is(err, io.EOF):
+			level, msg = slog.LevelDebug, "client closed before sending a startup packet"
+		case s.cancelKey == (cancelKey{}):
 			msg = "client left during login"
 		}
 	case sideOf(err) == SideClient:

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -86,7 +87,7 @@ func (c *Config) validate(v *validator) {
 		} else {
 			names[l.Name] = p
 		}
-		if v.address(p+".address", l.Address) {
+		if v.address(p+".address", l.Address) && !strings.HasSuffix(l.Address, ":0") {
 			if prev, dup := addrs[l.Address]; dup {
 				v.errorf(p+".address", "%s is already used by %s", l.Address, prev)
 			}

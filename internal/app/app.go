@@ -1,0 +1,101 @@
+// Package app wires a loaded configuration into a running Switchyard:
+// discovery feeding the router, and the proxy serving the listeners. The
+// binary and the integration tests run the same code.
+package app
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/switchyard-proxy/switchyard/discovery"
+	"github.com/switchyard-proxy/switchyard/internal/config"
+	"github.com/switchyard-proxy/switchyard/pool"
+	"github.com/switchyard-proxy/switchyard/proxy"
+	"github.com/switchyard-proxy/switchyard/router"
+)
+
+// App is a configured Switchyard with its listeners bound.
+type App struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	Router   *router.Router
+	Registry *router.Registry
+	proxy    *proxy.Server
+	static   *discovery.Static
+}
+
+// New builds everything cfg describes and binds the listeners, so that
+// address errors surface before Run.
+func New(cfg *config.Config, log *slog.Logger) (*App, error) {
+	reg := router.NewRegistry()
+	var ports []router.Port
+	var listeners []proxy.Listener
+	for _, l := range cfg.Listeners {
+		ports = append(ports, router.Port{Name: l.Name, Role: l.Role, Balance: l.Balance, Fallback: l.Fallback})
+		listeners = append(listeners, proxy.Listener{Name: l.Name, Address: l.Address, Role: l.Role})
+	}
+	rt := router.New(ports, reg)
+
+	opts := proxy.Options{
+		Listeners: listeners,
+		Router:    rt,
+		Registry:  reg,
+		Dialer: &pool.Dialer{
+			Timeout: cfg.Limits.ConnectTimeout.Duration,
+			TLSMode: cfg.ServerTLSMode(),
+		},
+		ClientTLS:       cfg.ClientTLSMode(),
+		LoginTimeout:    cfg.Limits.ClientLoginTimeout.Duration,
+		ShutdownTimeout: cfg.Limits.ShutdownTimeout.Duration,
+		MaxClients:      cfg.Limits.MaxClients,
+		Logger:          log,
+	}
+	if cfg.ClientTLSMode() != config.ClientTLSDisable {
+		tc, err := proxy.LoadTLS(cfg.Path(cfg.TLS.Cert), cfg.Path(cfg.TLS.Key))
+		if err != nil {
+			return nil, err
+		}
+		opts.TLSConfig = tc
+	}
+	srv := proxy.New(opts)
+	if err := srv.Listen(); err != nil {
+		return nil, err
+	}
+
+	var members []router.Member
+	for _, m := range cfg.Cluster.Static.Members {
+		members = append(members, router.Member{
+			Name: m.Name, Addr: m.Address, Role: router.ParseRole(m.Role), NoLoadBalance: m.NoLoadBalance(),
+		})
+	}
+	return &App{
+		cfg: cfg, log: log, Router: rt, Registry: reg, proxy: srv,
+		static: &discovery.Static{
+			Members:  members,
+			Interval: cfg.Cluster.Static.CheckInterval.Duration,
+			Publish:  rt.Update,
+			Logger:   log.With("component", "discovery"),
+		},
+	}, nil
+}
+
+// Addr is the bound address of the named listener.
+func (a *App) Addr(listener string) net.Addr { return a.proxy.Addr(listener) }
+
+// Run serves until ctx is done, then shuts down gracefully (see
+// proxy.Server.Serve). The first error stops everything.
+func (a *App) Run(ctx context.Context) error {
+	a.log.Info("switchyard starting", "cluster", a.cfg.Cluster.Name, "discovery", a.cfg.Cluster.Discovery)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.static.Run(gctx) })
+	g.Go(func() error { return a.proxy.Serve(gctx) })
+	err := g.Wait()
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
