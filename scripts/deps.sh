@@ -39,11 +39,16 @@ fi
 if [ ! -x "$consul_bin" ]; then
   echo "deps: building Consul v$CONSUL_VERSION into $consul_bin (once per machine, ~13 min cold)" >&2
   mkdir -p "$(dirname "$consul_bin")"
-  (
+  buildlog="$cache/consul-build.log"
+  if ! (
     cd "$here/consul"
     export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local
     go build -ldflags="-s -w" -o "$consul_bin.tmp" github.com/hashicorp/consul
-  )
+  ) >"$buildlog" 2>&1; then
+    tail -30 "$buildlog" >&2
+    echo "deps: building Consul failed; full log in $buildlog" >&2
+    exit 1
+  fi
   mv "$consul_bin.tmp" "$consul_bin"
 fi
 "$consul_bin" version >/dev/null

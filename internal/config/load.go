@@ -7,10 +7,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/BurntSushi/toml"
 )
+
+var decodeErrRE = regexp.MustCompile(`^toml: line (\d+) \(last key "([^"]*)"\): (.*)$`)
 
 // maxFileSize bounds how much of a config file is read.
 const maxFileSize = 4 << 20
@@ -49,6 +53,11 @@ func Load(r io.Reader, name string) (*Config, error) {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
 			return nil, &Errors{File: name, List: []Error{{Line: pe.Position.Line, Key: pe.LastKey, Msg: pe.Message}}}
+		}
+		// Type mismatches come as "toml: line N (last key "k"): msg".
+		if m := decodeErrRE.FindStringSubmatch(err.Error()); m != nil {
+			line, _ := strconv.Atoi(m[1])
+			return nil, &Errors{File: name, List: []Error{{Line: line, Key: m[2], Msg: m[3]}}}
 		}
 		return nil, &Errors{File: name, List: []Error{{Msg: strings.TrimPrefix(err.Error(), "toml: ")}}}
 	}
@@ -139,7 +148,8 @@ func (c *Config) checkFiles(name string) error {
 	if data, err := os.ReadFile(name); err == nil {
 		pos = indexPositions(data)
 	}
-	for key, p := range map[string]string{"tls.cert": c.TLS.Cert, "tls.key": c.TLS.Key} {
+	for _, f := range []struct{ key, path string }{{"tls.cert", c.TLS.Cert}, {"tls.key", c.TLS.Key}} {
+		key, p := f.key, f.path
 		if _, err := os.Stat(c.Path(p)); err != nil {
 			list = append(list, Error{Line: pos.lineOf(key), Key: key, Msg: fmt.Sprintf("cannot read %s: %v", c.Path(p), errors.Unwrap(err))})
 		}
