@@ -35,6 +35,8 @@ type PGOptions struct {
 	TLS      bool // ssl = on, with a self-signed certificate
 	// Settings are extra postgresql.conf settings for every node.
 	Settings map[string]string
+	// CPUs pins every postmaster to these CPUs (taskset list, e.g. "1").
+	CPUs string
 }
 
 // PGCluster is a primary with streaming replicas on 127.0.0.1.
@@ -190,8 +192,8 @@ func (n *PGNode) Start(ctx context.Context) error {
 	logPath := filepath.Join(n.cluster.Dir, n.Name+".log")
 	return waitFor(ctx, nil, 200*time.Millisecond, func(ctx context.Context) error {
 		if n.proc == nil || isDone(n.proc.Exited()) {
-			p, err := startProcess(n.Name, logPath, true, nil,
-				filepath.Join(PGBin, "postgres"), "-D", n.DataDir, "-p", strconv.Itoa(n.Port))
+			p, err := startProcess(n.Name, logPath, true, nil, Pin(n.cluster.opts.CPUs,
+				filepath.Join(PGBin, "postgres"), "-D", n.DataDir, "-p", strconv.Itoa(n.Port))...)
 			if err != nil {
 				return err
 			}

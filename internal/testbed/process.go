@@ -57,6 +57,15 @@ func startProcess(name, logPath string, asPostgres bool, env []string, argv ...s
 	return p, nil
 }
 
+// Pin prefixes argv with taskset so it runs on cpus; argv is returned
+// unchanged when cpus is empty.
+func Pin(cpus string, argv ...string) []string {
+	if cpus == "" {
+		return argv
+	}
+	return append([]string{"taskset", "-c", cpus}, argv...)
+}
+
 // PID is the process ID.
 func (p *Process) PID() int { return p.cmd.Process.Pid }
 
