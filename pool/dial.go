@@ -38,23 +38,32 @@ type Dialer struct {
 	DialFunc  DialFunc
 }
 
-func (d *Dialer) timeout() time.Duration {
+// ConnectTimeout is the bound on one connection attempt.
+func (d *Dialer) ConnectTimeout() time.Duration {
 	if d.Timeout > 0 {
 		return d.Timeout
 	}
 	return 5 * time.Second
 }
 
-// Dial connects to addr. The returned connection is ready for a
-// StartupMessage; its deadline is cleared.
-func (d *Dialer) Dial(ctx context.Context, addr string) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(ctx, d.timeout())
+// DialPlain opens a TCP connection to addr within the connect timeout,
+// without TLS (for CancelRequests, which libpq also sends in plaintext).
+func (d *Dialer) DialPlain(ctx context.Context, addr string) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.ConnectTimeout())
 	defer cancel()
 	dial := d.DialFunc
 	if dial == nil {
 		dial = (&net.Dialer{}).DialContext
 	}
-	conn, err := dial(ctx, "tcp", addr)
+	return dial(ctx, "tcp", addr)
+}
+
+// Dial connects to addr within the connect timeout, TLS negotiation
+// included. The returned connection is ready for a StartupMessage.
+func (d *Dialer) Dial(ctx context.Context, addr string) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.ConnectTimeout())
+	defer cancel()
+	conn, err := d.DialPlain(ctx, addr)
 	if err != nil {
 		return nil, err
 	}

@@ -129,11 +129,11 @@ func TestBadInput(t *testing.T) {
 	eventually(t, 5*time.Second, "all sessions to end", func() bool { return p.Registry.Len() == 0 })
 }
 
-// fakeServer is a scripted PostgreSQL server for the one case a real one
-// cannot produce on demand: closing the connection mid-session without an
-// ErrorResponse. It logs in any client, answers nothing, and closes the
-// connection on the first query.
-func fakeServer(t *testing.T) string {
+// fakeServer is a scripted PostgreSQL server for the cases a real one
+// cannot produce on demand. With stall unset it logs in any client and
+// closes the connection on the first query without an ErrorResponse;
+// with stall set it reads the StartupMessage and then never answers.
+func fakeServer(t *testing.T, stall bool) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -161,6 +161,10 @@ func fakeServer(t *testing.T) string {
 					}
 					break
 				}
+				if stall {
+					io.Copy(io.Discard, c) // until the proxy gives up
+					return
+				}
 				be.Send(&pgproto3.AuthenticationOk{})
 				be.Send(&pgproto3.BackendKeyData{ProcessID: 42, SecretKey: []byte{1, 2, 3, 4}})
 				be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
@@ -179,7 +183,7 @@ func TestBackendClosesMidSession(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a proxy")
 	}
-	fake := fakeServer(t)
+	fake := fakeServer(t, false)
 	p := startProxy(t, setup{members: `{ name = "fake", address = "` + fake + `", role = "primary" },`})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -193,5 +197,49 @@ func TestBackendClosesMidSession(t *testing.T) {
 	if lines := p.log.sessionLines()[before:]; len(lines) != 1 || !strings.Contains(lines[0], "level=WARN") ||
 		!strings.Contains(lines[0], "server connection lost") {
 		t.Fatalf("want one WARN 'server connection lost' line, got %q", lines)
+	}
+}
+
+func TestServerStallsDuringLogin(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a proxy")
+	}
+	fake := fakeServer(t, true)
+	p := startProxy(t, setup{members: `{ name = "fake", address = "` + fake + `", role = "primary" },`,
+		limits: `client_login_timeout = "1s"`})
+	c, err := net.Dial("tcp", p.addr("rw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write(rawStartup("anyone"))
+	start := time.Now()
+	if e := readError(t, c); e.Code != "57014" || !strings.Contains(e.Message, "client_login_timeout") {
+		t.Fatalf("got %s %q, want 57014 about client_login_timeout", e.Code, e.Message)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("took %s", d)
+	}
+	eventually(t, 5*time.Second, "the session to end", func() bool { return p.Registry.Len() == 0 })
+}
+
+// A client that says goodbye is an ordinary INFO "session ended", however
+// the race between its Terminate and the server's close goes.
+func TestGoodbyeIsAnOrdinaryEnd(t *testing.T) {
+	needPG(t)
+	p := startProxy(t, setup{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const n = 20
+	for i := 0; i < n; i++ {
+		conn := connect(t, ctx, p.dsn("rw", testbed.UserTrust))
+		mustQuery(t, ctx, conn, "SELECT 1")
+		conn.Close(ctx) // sends Terminate
+	}
+	eventually(t, 5*time.Second, "every session line", func() bool { return len(p.log.sessionLines()) == n })
+	for _, line := range p.log.sessionLines() {
+		if !strings.Contains(line, "level=INFO") || !strings.Contains(line, `msg="session ended"`) {
+			t.Fatalf("goodbye logged as %q", line)
+		}
 	}
 }

@@ -6,11 +6,12 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"net"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/switchyard-proxy/switchyard/pool"
 )
 
 // cancelKey is a BackendKeyData pair.
@@ -66,9 +67,12 @@ func (c *cancelMap) lookup(k cancelKey) (cancelTarget, bool) {
 }
 
 // sendCancel delivers a CancelRequest for t on a fresh plain connection,
-// as libpq does, and waits (bounded by ctx) for the server to close it.
-func sendCancel(ctx context.Context, dial func(ctx context.Context, network, addr string) (net.Conn, error), t cancelTarget) error {
-	conn, err := dial(ctx, "tcp", t.addr)
+// as libpq does, and waits for the server to close it, all within the
+// dialer's connect timeout.
+func sendCancel(ctx context.Context, d *pool.Dialer, t cancelTarget) error {
+	ctx, cancel := context.WithTimeout(ctx, d.ConnectTimeout())
+	defer cancel()
+	conn, err := d.DialPlain(ctx, t.addr)
 	if err != nil {
 		return fmt.Errorf("dialing %s: %w", t.addr, err)
 	}

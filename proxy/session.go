@@ -31,9 +31,10 @@ type session struct {
 	cr     *bufio.Reader
 	tls    bool
 
-	mu     sync.Mutex // guards server for interrupt
-	server net.Conn
-	sr     *bufio.Reader
+	mu       sync.Mutex // guards server and deadline for interrupt
+	server   net.Conn
+	deadline time.Time // the login deadline; zero once relaying
+	sr       *bufio.Reader
 
 	startup    []byte // the client's StartupMessage, as sent
 	backend    router.Member
@@ -54,9 +55,6 @@ func (s *session) serve(ctx context.Context, overLimit bool) {
 	defer stop()
 
 	err := s.run(ctx, overLimit)
-	if err == nil {
-		err = context.Cause(ctx)
-	}
 	s.mu.Lock()
 	server := s.server
 	s.mu.Unlock()
@@ -87,14 +85,16 @@ func (s *session) interrupt() {
 	}
 }
 
-// setDeadline sets both connections' deadline unless the session was
-// already interrupted, in which case it returns the cause.
+// setDeadline sets both connections' deadline (zero clears it), unless
+// the session was already interrupted, in which case it returns the cause.
+// A server connection set later gets the same deadline.
 func (s *session) setDeadline(ctx context.Context, t time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if ctx.Err() != nil {
 		return context.Cause(ctx)
 	}
+	s.deadline = t
 	s.client.SetDeadline(t)
 	if s.server != nil {
 		s.server.SetDeadline(t)
@@ -110,6 +110,7 @@ func (s *session) setServer(ctx context.Context, c net.Conn) error {
 	if ctx.Err() != nil {
 		return context.Cause(ctx)
 	}
+	c.SetDeadline(s.deadline) // the login deadline covers the server too
 	return nil
 }
 
@@ -224,13 +225,7 @@ func (s *session) forwardCancel(ctx context.Context, key cancelKey) {
 		s.srv.log.Debug("cancel request with unknown key", "listener", s.ln.name, "client", s.client.RemoteAddr().String())
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.srv.opts.Dialer.Timeout)
-	defer cancel()
-	dial := s.srv.opts.Dialer.DialFunc
-	if dial == nil {
-		dial = (&net.Dialer{}).DialContext
-	}
-	if err := sendCancel(ctx, dial, t); err != nil && !isClosed(err) {
+	if err := sendCancel(ctx, s.srv.opts.Dialer, t); err != nil && !isClosed(err) {
 		s.srv.log.Warn("cancel request not delivered", "listener", s.ln.name, "backend", t.addr, "err", err)
 		return
 	}
