@@ -45,6 +45,17 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// acceptAndClose answers TCP health checks until ln is closed.
+func acceptAndClose(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		c.Close()
+	}
+}
+
 func healthy(t *router.Topology, name string) bool {
 	m, _ := t.Member(name)
 	return m.Healthy
@@ -56,15 +67,7 @@ func TestStaticFollowsReachability(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer up.Close()
-	go func() {
-		for {
-			c, err := up.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	go acceptAndClose(up)
 	down, _ := net.Listen("tcp", "127.0.0.1:0")
 	downAddr := down.Addr().String()
 	down.Close()
@@ -97,15 +100,7 @@ func TestStaticFollowsReachability(t *testing.T) {
 		t.Skipf("port %s was taken meanwhile: %v", downAddr, err)
 	}
 	defer back.Close()
-	go func() {
-		for {
-			c, err := back.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	go acceptAndClose(back)
 	waitFor(t, "b to be marked up", func() bool { return healthy(snaps.last(), "b") })
 	// Published snapshots are never modified afterwards.
 	if !healthy(first, "b") {

@@ -134,49 +134,31 @@ func TestBadInput(t *testing.T) {
 // closes the connection on the first query without an ErrorResponse;
 // with stall set it reads the StartupMessage and then never answers.
 func fakeServer(t *testing.T, stall bool) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	return serveLoopback(t, func(c net.Conn) {
+		be := pgproto3.NewBackend(c, c)
 		for {
-			c, err := ln.Accept()
+			m, err := be.ReceiveStartupMessage()
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				be := pgproto3.NewBackend(c, c)
-				for {
-					m, err := be.ReceiveStartupMessage()
-					if err != nil {
-						return
-					}
-					if _, ok := m.(*pgproto3.SSLRequest); ok {
-						c.Write([]byte{'N'})
-						continue
-					}
-					break
-				}
-				if stall {
-					io.Copy(io.Discard, c) // until the proxy gives up
-					return
-				}
-				be.Send(&pgproto3.AuthenticationOk{})
-				be.Send(&pgproto3.BackendKeyData{ProcessID: 42, SecretKey: []byte{1, 2, 3, 4}})
-				be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
-				if be.Flush() != nil {
-					return
-				}
-				be.Receive() // the first query: hang up without a word
-			}()
+			if _, ok := m.(*pgproto3.SSLRequest); ok {
+				c.Write([]byte{'N'})
+				continue
+			}
+			break
 		}
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
-	return ln.Addr().String()
+		if stall {
+			io.Copy(io.Discard, c) // until the proxy gives up
+			return
+		}
+		be.Send(&pgproto3.AuthenticationOk{})
+		be.Send(&pgproto3.BackendKeyData{ProcessID: 42, SecretKey: []byte{1, 2, 3, 4}})
+		be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+		if be.Flush() != nil {
+			return
+		}
+		be.Receive() // the first query: hang up without a word
+	})
 }
 
 func TestBackendClosesMidSession(t *testing.T) {

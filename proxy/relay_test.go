@@ -124,24 +124,7 @@ func TestFallbackWhenReplicasDown(t *testing.T) {
 // hangUp listens on loopback and closes every connection at once: it
 // passes a TCP health check but no PostgreSQL login.
 func hangUp(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
-	return ln.Addr().String()
+	return serveLoopback(t, func(c net.Conn) {})
 }
 
 func TestDialFallsThroughToNextCandidate(t *testing.T) {
