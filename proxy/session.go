@@ -43,9 +43,8 @@ type session struct {
 	user       string
 	database   string
 
-	bytesIn, bytesOut int64
-	// outcome of the session for its log line
-	framerOut framer // server→client framing, for error injection
+	bytesIn, bytesOut int64  // relayed each way, for the log line
+	framerOut         framer // server→client framing: where an error may be injected
 }
 
 // serve runs the session to its end and logs one line about it.
