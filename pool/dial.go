@@ -51,11 +51,14 @@ func (d *Dialer) ConnectTimeout() time.Duration {
 func (d *Dialer) DialPlain(ctx context.Context, addr string) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.ConnectTimeout())
 	defer cancel()
-	dial := d.DialFunc
-	if dial == nil {
-		dial = (&net.Dialer{}).DialContext
+	return d.dialTCP(ctx, addr)
+}
+
+func (d *Dialer) dialTCP(ctx context.Context, addr string) (net.Conn, error) {
+	if d.DialFunc != nil {
+		return d.DialFunc(ctx, "tcp", addr)
 	}
-	return dial(ctx, "tcp", addr)
+	return (&net.Dialer{}).DialContext(ctx, "tcp", addr)
 }
 
 // Dial connects to addr within the connect timeout, TLS negotiation
@@ -63,7 +66,7 @@ func (d *Dialer) DialPlain(ctx context.Context, addr string) (net.Conn, error) {
 func (d *Dialer) Dial(ctx context.Context, addr string) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.ConnectTimeout())
 	defer cancel()
-	conn, err := d.DialPlain(ctx, addr)
+	conn, err := d.dialTCP(ctx, addr)
 	if err != nil {
 		return nil, err
 	}

@@ -117,7 +117,7 @@ func (s *session) login(ctx context.Context, cw *bufio.Writer) error {
 				if err != nil {
 					return err
 				}
-				if code == 10 && s.tls && isTLS(s.server) && gs2Flag(resp) == 'y' {
+				if code == 10 && isTLS(s.client) && isTLS(s.server) && gs2Flag(resp) == 'y' {
 					if err := s.reconnectWithoutTLS(ctx); err != nil {
 						return err
 					}

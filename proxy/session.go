@@ -29,7 +29,6 @@ type session struct {
 
 	client net.Conn // becomes the *tls.Conn after an SSLRequest
 	cr     *bufio.Reader
-	tls    bool
 
 	mu       sync.Mutex // guards server and deadline for interrupt
 	server   net.Conn
@@ -155,7 +154,7 @@ func (s *session) negotiate(ctx context.Context) (*startupPacket, error) {
 				return nil, err
 			}
 		case codeGSSENCRequest:
-			if s.tls {
+			if isTLS(s.client) {
 				return nil, onClient(newClientError(codeProtocolViolation, "GSSENCRequest after TLS was established"))
 			}
 			if _, err := s.client.Write([]byte{'N'}); err != nil {
@@ -173,7 +172,7 @@ func (s *session) negotiate(ctx context.Context) (*startupPacket, error) {
 			if err != nil {
 				return nil, err
 			}
-			if s.srv.opts.ClientTLS == ClientTLSRequire && !s.tls {
+			if s.srv.opts.ClientTLS == ClientTLSRequire && !isTLS(s.client) {
 				return nil, onClient(newClientError(codeInvalidAuthorization,
 					"TLS is required: connect with sslmode=require (tls.client_mode = \"require\")"))
 			}
@@ -187,7 +186,7 @@ func (s *session) negotiate(ctx context.Context) (*startupPacket, error) {
 }
 
 func (s *session) startTLS(ctx context.Context) error {
-	if s.tls {
+	if isTLS(s.client) {
 		return onClient(newClientError(codeProtocolViolation, "SSLRequest after TLS was established"))
 	}
 	if s.srv.tlsConfig == nil || s.srv.opts.ClientTLS == ClientTLSDisable {
@@ -212,7 +211,6 @@ func (s *session) startTLS(ctx context.Context) error {
 	s.client = tconn
 	s.mu.Unlock()
 	s.cr = bufio.NewReader(tconn)
-	s.tls = true
 	return nil
 }
 

@@ -72,6 +72,6 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	log.Info("switchyard", "version", version)
+	log.Info("switchyard starting", "version", version, "cluster", cfg.Cluster.Name, "discovery", cfg.Cluster.Discovery)
 	return a.Run(ctx)
 }

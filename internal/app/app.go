@@ -20,8 +20,6 @@ import (
 
 // App is a configured Switchyard with its listeners bound.
 type App struct {
-	cfg      *config.Config
-	log      *slog.Logger
 	Router   *router.Router
 	Registry *router.Registry
 	proxy    *proxy.Server
@@ -73,7 +71,7 @@ func New(cfg *config.Config, log *slog.Logger) (*App, error) {
 		})
 	}
 	return &App{
-		cfg: cfg, log: log, Router: rt, Registry: reg, proxy: srv,
+		Router: rt, Registry: reg, proxy: srv,
 		static: &discovery.Static{
 			Members:  members,
 			Interval: cfg.Cluster.Static.CheckInterval.Duration,
@@ -89,7 +87,6 @@ func (a *App) Addr(listener string) net.Addr { return a.proxy.Addr(listener) }
 // Run serves until ctx is done, then shuts down gracefully (see
 // proxy.Server.Serve). The first error stops everything.
 func (a *App) Run(ctx context.Context) error {
-	a.log.Info("switchyard starting", "cluster", a.cfg.Cluster.Name, "discovery", a.cfg.Cluster.Discovery)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.static.Run(gctx) })
 	g.Go(func() error { return a.proxy.Serve(gctx) })
