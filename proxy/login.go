@@ -28,7 +28,7 @@ const maxServerLoginMsg = 1 << 20
 // connect chooses a backend for the listener and connects to it, trying
 // the candidates in order, and sends it the client's StartupMessage.
 func (s *session) connect(ctx context.Context, startup []byte) error {
-	cands, err := s.srv.opts.Router.Candidates(s.ln.name)
+	cands, err := s.srv.opts.Router.Candidates(ctx, s.ln.name)
 	if err != nil {
 		return err
 	}
@@ -50,10 +50,16 @@ func (s *session) connect(ctx context.Context, startup []byte) error {
 		if err := s.setServer(ctx, conn); err != nil {
 			return err
 		}
-		entry := s.srv.opts.Registry.Add(router.Session{
-			ID: s.id, Listener: s.ln.name, Role: s.ln.role, Backend: m.Name, Client: s.client.RemoteAddr().String(),
-		}, s.cancel)
+		sess := router.Session{
+			ID: s.id, Listener: s.ln.name, Role: m.Role.String(), Backend: m.Name, Client: s.client.RemoteAddr().String(),
+		}
+		entry := s.srv.opts.Registry.Add(sess, s.cancel)
 		s.unregister = func() { s.srv.opts.Registry.Remove(entry) }
+		// A topology update between Candidates and Add found no session to
+		// end; look again now that this one is registered.
+		if kc := s.srv.opts.Router.Check(sess); kc != nil {
+			return kc
+		}
 		s.startup = startup
 		if _, err := conn.Write(startup); err != nil {
 			return onServer(err)
@@ -146,6 +152,11 @@ func (s *session) login(ctx context.Context, cw *bufio.Writer) error {
 			}
 			return errServerRejected
 		case 'Z':
+			if s.needsConfirm() {
+				if err := s.confirmPrimary(ctx); err != nil {
+					return err
+				}
+			}
 			if _, err := cw.Write(msg); err != nil {
 				return onClient(err)
 			}

@@ -25,9 +25,11 @@ const (
 )
 
 // Router is what the proxy needs from routing: the backends to try for a
-// new session on a listener.
+// new session on a listener, and whether a registered session may keep
+// its backend.
 type Router interface {
-	Candidates(listener string) ([]router.Member, error)
+	Candidates(ctx context.Context, listener string) ([]router.Member, error)
+	Check(s router.Session) *router.KillCause
 }
 
 // Listener is one client-facing port.
@@ -47,6 +49,7 @@ type Options struct {
 	ClientTLS       string      // ClientTLSDisable | ClientTLSAllow | ClientTLSRequire
 	LoginTimeout    time.Duration
 	ShutdownTimeout time.Duration
+	ConfirmWait     time.Duration // how long a new write session waits for a new primary to leave recovery
 	MaxClients      int
 	Logger          *slog.Logger
 }

@@ -35,12 +35,13 @@ type session struct {
 	deadline time.Time // the login deadline; zero once relaying
 	sr       *bufio.Reader
 
-	startup    []byte // the client's StartupMessage, as sent
-	backend    router.Member
-	unregister func() // removes the session from the registry
-	cancelKey  cancelKey
-	user       string
-	database   string
+	startup     []byte // the client's StartupMessage, as sent
+	replication bool   // a replication connection: no SQL before the client's
+	backend     router.Member
+	unregister  func() // removes the session from the registry
+	cancelKey   cancelKey
+	user        string
+	database    string
 
 	bytesIn, bytesOut int64  // relayed each way, for the log line
 	framerOut         framer // server→client framing: where an error may be injected
@@ -177,6 +178,7 @@ func (s *session) negotiate(ctx context.Context) (*startupPacket, error) {
 					"TLS is required: connect with sslmode=require (tls.client_mode = \"require\")"))
 			}
 			s.user, s.database = m.Parameters["user"], m.Parameters["database"]
+			s.replication = m.Parameters["replication"] != ""
 			if s.database == "" {
 				s.database = s.user
 			}

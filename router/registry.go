@@ -9,7 +9,7 @@ import (
 type Session struct {
 	ID       uint64
 	Listener string
-	Role     string // the listener's role: why the backend was chosen
+	Role     string // the backend's role when it was chosen: "primary" or "replica"
 	Backend  string // member name
 	Client   string // client address
 }
@@ -69,21 +69,37 @@ func (r *Registry) Remove(e *Entry) {
 }
 
 // Kill ends every session for which match returns true, with cause, and
-// returns how many it ended. The sessions are cancelled after the lock is
-// released; each one sends its client the cause and closes on its own.
+// returns how many it ended.
 func (r *Registry) Kill(match func(Session) bool, cause *KillCause) int {
-	var victims []*Entry
+	return r.Evict(func(s Session) *KillCause {
+		if match(s) {
+			return cause
+		}
+		return nil
+	})
+}
+
+// Evict ends every session for which why returns a cause, with that
+// cause, and returns how many it ended. The sessions are cancelled after
+// the lock is released; each one sends its client the cause and closes on
+// its own.
+func (r *Registry) Evict(why func(Session) *KillCause) int {
+	type victim struct {
+		e  *Entry
+		kc *KillCause
+	}
+	var victims []victim
 	r.mu.Lock()
 	for _, set := range r.byBackend {
 		for e := range set {
-			if match(e.Session) {
-				victims = append(victims, e)
+			if kc := why(e.Session); kc != nil {
+				victims = append(victims, victim{e, kc})
 			}
 		}
 	}
 	r.mu.Unlock()
-	for _, e := range victims {
-		e.cancel(cause)
+	for _, v := range victims {
+		v.e.cancel(v.kc)
 	}
 	return len(victims)
 }

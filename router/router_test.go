@@ -24,6 +24,8 @@ func names(ms []Member) []string {
 	return out
 }
 
+var ctx = context.Background()
+
 var cluster = topo(1,
 	Member{Name: "p", Role: RolePrimary, Healthy: true},
 	Member{Name: "r1", Role: RoleReplica, Healthy: true},
@@ -50,7 +52,7 @@ func TestCandidates(t *testing.T) {
 		{"any", [][]string{{"r1", "r2", "p"}, {"r2", "p", "r1"}, {"p", "r1", "r2"}}},
 	} {
 		for i, want := range tc.want {
-			got, err := r.Candidates(tc.port)
+			got, err := r.Candidates(ctx, tc.port)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -59,7 +61,7 @@ func TestCandidates(t *testing.T) {
 			}
 		}
 	}
-	if _, err := r.Candidates("nope"); err == nil {
+	if _, err := r.Candidates(ctx, "nope"); err == nil {
 		t.Fatal("unknown listener: want error")
 	}
 }
@@ -76,18 +78,18 @@ func TestCandidatesSkipUnhealthyAndFallBack(t *testing.T) {
 		Member{Name: "r2", Role: RoleReplica},
 		Member{Name: "nlb", Role: RoleReplica, Healthy: true, NoLoadBalance: true},
 	))
-	if got, _ := r.Candidates("ro"); !reflect.DeepEqual(names(got), []string{"p"}) {
+	if got, _ := r.Candidates(ctx, "ro"); !reflect.DeepEqual(names(got), []string{"p"}) {
 		t.Fatalf("ro with replicas down: %v, want the primary", names(got))
 	}
-	if got, _ := r.Candidates("ro-strict"); len(got) != 0 {
+	if got, _ := r.Candidates(ctx, "ro-strict"); len(got) != 0 {
 		t.Fatalf("ro-strict with replicas down: %v, want none", names(got))
 	}
 	// No primary: rw has no candidate; replica fallback has nothing to add.
 	r.Update(topo(2, Member{Name: "p", Role: RolePrimary}, Member{Name: "r1", Role: RoleReplica, Healthy: true}))
-	if got, _ := r.Candidates("rw"); len(got) != 0 {
+	if got, _ := r.Candidates(ctx, "rw"); len(got) != 0 {
 		t.Fatalf("rw without a healthy primary: %v", names(got))
 	}
-	if got, _ := r.Candidates("ro"); !reflect.DeepEqual(names(got), []string{"r1"}) {
+	if got, _ := r.Candidates(ctx, "ro"); !reflect.DeepEqual(names(got), []string{"r1"}) {
 		t.Fatalf("ro: %v", names(got))
 	}
 }
@@ -96,7 +98,7 @@ func TestLatestRevisionWins(t *testing.T) {
 	r := New([]Port{{Name: "rw", Role: "primary"}}, nil)
 	r.Update(topo(5, Member{Name: "new", Role: RolePrimary, Healthy: true}))
 	r.Update(topo(4, Member{Name: "old", Role: RolePrimary, Healthy: true}))
-	if got, _ := r.Candidates("rw"); names(got)[0] != "new" {
+	if got, _ := r.Candidates(ctx, "rw"); names(got)[0] != "new" {
 		t.Fatalf("an older snapshot replaced a newer one: %v", names(got))
 	}
 }
@@ -109,7 +111,7 @@ func TestLeastConnections(t *testing.T) {
 	reg.Add(Session{Backend: "r1"}, func(error) {})
 	reg.Add(Session{Backend: "r2"}, func(error) {})
 	for i := 0; i < 3; i++ {
-		if got, _ := r.Candidates("ro"); !reflect.DeepEqual(names(got), []string{"r2", "r1"}) {
+		if got, _ := r.Candidates(ctx, "ro"); !reflect.DeepEqual(names(got), []string{"r2", "r1"}) {
 			t.Fatalf("least-connections: %v, want r2 first", names(got))
 		}
 	}
@@ -120,7 +122,7 @@ func TestRandomKeepsEveryCandidate(t *testing.T) {
 	r.Update(cluster)
 	seen := map[string]bool{}
 	for i := 0; i < 100; i++ {
-		got, _ := r.Candidates("ro")
+		got, _ := r.Candidates(ctx, "ro")
 		if len(got) != 3 || got[2].Name != "p" {
 			t.Fatalf("random: %v", names(got))
 		}

@@ -2,6 +2,8 @@
 // listener, and keeps the registry of live sessions by backend.
 package router
 
+import "time"
+
 // Role is what a member does in the cluster.
 type Role uint8
 
@@ -33,13 +35,24 @@ func ParseRole(s string) Role {
 	return RoleUnknown
 }
 
+// LagUnknown is Member.Lag when discovery cannot tell a replica's lag.
+const LagUnknown int64 = -1
+
 // Member is one PostgreSQL node as the router sees it.
 type Member struct {
 	Name          string
 	Addr          string // host:port
 	Role          Role
-	NoLoadBalance bool // Patroni tag: never serve replica listeners
-	Healthy       bool // reachable at the last check
+	NoLoadBalance bool   // Patroni tag: never serve replica listeners
+	Healthy       bool   // running (DCS state) or reachable (checks)
+	Sync          bool   // the synchronous standby named in Patroni's sync key
+	Lag           int64  // replica lag behind the leader in bytes, or LagUnknown
+	State         string // the HA agent's word for the member's state, for logs
+
+	// Since is when the router saw the member take its current role, zero
+	// for roles held in the first snapshot; the router sets it, discovery
+	// leaves it zero.
+	Since time.Time
 }
 
 // Topology is an immutable snapshot of the cluster. Discovery builds a new
@@ -47,19 +60,24 @@ type Member struct {
 type Topology struct {
 	Revision uint64
 	Members  []Member
+	Paused   bool   // Patroni maintenance mode: informational
+	Source   string // where the snapshot came from, for logs and stats
 }
 
-// Primary returns the healthy primary, if there is one.
+// Primary returns the healthy primary, if there is exactly one.
 func (t *Topology) Primary() (Member, bool) {
 	if t == nil {
 		return Member{}, false
 	}
+	var p Member
+	n := 0
 	for _, m := range t.Members {
 		if m.Role == RolePrimary && m.Healthy {
-			return m, true
+			p = m
+			n++
 		}
 	}
-	return Member{}, false
+	return p, n == 1 // two primaries is a split brain: route writes nowhere
 }
 
 // Member returns the member called name.
@@ -75,14 +93,21 @@ func (t *Topology) Member(name string) (Member, bool) {
 	return Member{}, false
 }
 
-// replicas returns the healthy members that may serve replica listeners, in
-// snapshot order.
-func (t *Topology) replicas() []Member {
-	var out []Member
-	for _, m := range t.Members {
-		if m.Role == RoleReplica && m.Healthy && !m.NoLoadBalance {
-			out = append(out, m)
+// Equal reports whether t and u describe the same cluster, ignoring the
+// revision and the router's Since stamps.
+func (t *Topology) Equal(u *Topology) bool {
+	if t == nil || u == nil {
+		return t == u
+	}
+	if len(t.Members) != len(u.Members) || t.Paused != u.Paused {
+		return false
+	}
+	for i := range t.Members {
+		a, b := t.Members[i], u.Members[i]
+		a.Since, b.Since = time.Time{}, time.Time{}
+		if a != b {
+			return false
 		}
 	}
-	return out
+	return true
 }

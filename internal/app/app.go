@@ -23,7 +23,7 @@ type App struct {
 	Router   *router.Router
 	Registry *router.Registry
 	proxy    *proxy.Server
-	static   *discovery.Static
+	disc     discovery.Runner
 }
 
 // New builds everything cfg describes and binds the listeners, so that
@@ -33,7 +33,8 @@ func New(cfg *config.Config, log *slog.Logger) (*App, error) {
 	var ports []router.Port
 	var listeners []proxy.Listener
 	for _, l := range cfg.Listeners {
-		ports = append(ports, router.Port{Name: l.Name, Role: l.Role, Balance: l.Balance, Fallback: l.Fallback})
+		ports = append(ports, router.Port{Name: l.Name, Role: l.Role, Balance: l.Balance, Fallback: l.Fallback,
+			MaxLag: l.MaxLag, LeaderWait: cfg.Cluster.LeaderWait.Duration})
 		listeners = append(listeners, proxy.Listener{Name: l.Name, Address: l.Address, Role: l.Role})
 	}
 	rt := router.New(ports, reg)
@@ -50,6 +51,7 @@ func New(cfg *config.Config, log *slog.Logger) (*App, error) {
 		LoginTimeout:    cfg.Limits.ClientLoginTimeout.Duration,
 		ShutdownTimeout: cfg.Limits.ShutdownTimeout.Duration,
 		MaxClients:      cfg.Limits.MaxClients,
+		ConfirmWait:     cfg.Cluster.LeaderWait.Duration,
 		Logger:          log,
 	}
 	if cfg.ClientTLSMode() != config.ClientTLSDisable {
@@ -59,26 +61,16 @@ func New(cfg *config.Config, log *slog.Logger) (*App, error) {
 		}
 		opts.TLSConfig = tc
 	}
+	disc, err := discovery.New(cfg, rt.Update, log)
+	if err != nil {
+		return nil, err
+	}
 	srv := proxy.New(opts)
 	if err := srv.Listen(); err != nil {
 		return nil, err
 	}
 
-	var members []router.Member
-	for _, m := range cfg.Cluster.Static.Members {
-		members = append(members, router.Member{
-			Name: m.Name, Addr: m.Address, Role: router.ParseRole(m.Role), NoLoadBalance: m.NoLoadBalance(),
-		})
-	}
-	return &App{
-		Router: rt, Registry: reg, proxy: srv,
-		static: &discovery.Static{
-			Members:  members,
-			Interval: cfg.Cluster.Static.CheckInterval.Duration,
-			Publish:  rt.Update,
-			Logger:   log.With("component", "discovery"),
-		},
-	}, nil
+	return &App{Router: rt, Registry: reg, proxy: srv, disc: disc}, nil
 }
 
 // Addr is the bound address of the named listener.
@@ -88,7 +80,7 @@ func (a *App) Addr(listener string) net.Addr { return a.proxy.Addr(listener) }
 // proxy.Server.Serve). The first error stops everything.
 func (a *App) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return a.static.Run(gctx) })
+	g.Go(func() error { return a.disc.Run(gctx) })
 	g.Go(func() error { return a.proxy.Serve(gctx) })
 	err := g.Wait()
 	if errors.Is(err, context.Canceled) {

@@ -38,9 +38,61 @@ type Log struct {
 
 // Cluster describes where topology comes from.
 type Cluster struct {
-	Name      string `toml:"name"`
-	Discovery string `toml:"discovery"`
-	Static    Static `toml:"static"`
+	Name       string     `toml:"name"`      // Patroni scope
+	Namespace  string     `toml:"namespace"` // Patroni namespace, "/service" by default
+	Discovery  string     `toml:"discovery"`
+	DCSFailure string     `toml:"dcs_failure"` // keep-last | fail-closed
+	DCSGrace   Duration   `toml:"dcs_grace"`
+	LeaderWait Duration   `toml:"leader_wait"`
+	Static     Static     `toml:"static"`
+	Etcd       Etcd       `toml:"etcd"`
+	Consul     Consul     `toml:"consul"`
+	ZooKeeper  ZooKeeper  `toml:"zookeeper"`
+	PatroniAPI PatroniAPI `toml:"patroni_api"`
+	Probe      Probe      `toml:"probe"`
+}
+
+// Etcd is an etcd v3 cluster holding Patroni's keys.
+type Etcd struct {
+	Endpoints []string `toml:"endpoints"`
+	Username  string   `toml:"username"`
+	Password  string   `toml:"password"`
+	CA        string   `toml:"ca"`
+	Cert      string   `toml:"cert"`
+	Key       string   `toml:"key"`
+}
+
+// Consul is a Consul agent whose KV store holds Patroni's keys.
+type Consul struct {
+	Address    string `toml:"address"`
+	Scheme     string `toml:"scheme"`
+	Token      string `toml:"token"`
+	Datacenter string `toml:"datacenter"`
+	CA         string `toml:"ca"`
+	Cert       string `toml:"cert"`
+	Key        string `toml:"key"`
+}
+
+// ZooKeeper is a ZooKeeper ensemble holding Patroni's znodes.
+type ZooKeeper struct {
+	Servers        []string `toml:"servers"`
+	SessionTimeout Duration `toml:"session_timeout"`
+}
+
+// PatroniAPI polls the /cluster endpoint of Patroni's REST API.
+type PatroniAPI struct {
+	URLs     []string `toml:"urls"`
+	Interval Duration `toml:"interval"`
+}
+
+// Probe asks every member pg_is_in_recovery(): discovery for any HA agent.
+type Probe struct {
+	Members      []Member `toml:"members"`
+	Interval     Duration `toml:"interval"`
+	User         string   `toml:"user"`
+	Password     string   `toml:"password"`
+	PasswordFile string   `toml:"password_file"`
+	Database     string   `toml:"database"`
 }
 
 // Static is a fixed member list; roles come from the file and health from a
@@ -72,6 +124,7 @@ type Listener struct {
 	PoolMode string `toml:"pool_mode"`
 	Balance  string `toml:"balance"`
 	Fallback string `toml:"fallback"`
+	MaxLag   int64  `toml:"max_lag"` // bytes; 0: no limit
 }
 
 // TLS configures client-side TLS termination and proxy-to-server TLS.
@@ -95,6 +148,10 @@ const (
 	RolePrimary = "primary"
 	RoleReplica = "replica"
 	RoleAny     = "any"
+	RoleSync    = "sync"
+
+	DCSKeepLast   = "keep-last"
+	DCSFailClosed = "fail-closed"
 
 	PoolNone = "none"
 

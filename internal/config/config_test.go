@@ -111,7 +111,7 @@ address = "127.0.0.1:5000"
 role = "primary"
 fallback = "primary"
 `, []string{
-			`broken.toml:9: listener[0].role: "writer" is not one of primary, replica, any`,
+			`broken.toml:9: listener[0].role: "writer" is not one of primary, replica, sync, any`,
 			`broken.toml:11: listener[1].name: "rw" is already the name of listener[0]`,
 			`broken.toml:12: listener[1].address: "localhost" is not host:port`,
 			`broken.toml:16: listener[1].pool_mode: "transaction" pooling is not available in this version`,
@@ -143,8 +143,46 @@ role = "primary"
 			`broken.toml:10: cluster.static.members[2].role: a cluster has one primary; "c" is the second`,
 			`broken.toml:10: cluster.static.members[2].tags.noloadbalance: must be true or false`,
 		}},
-		{"discovery not yet available", strings.Replace(valid, `name = "c"`, "name = \"c\"\ndiscovery = \"etcd\"", 1), []string{
-			`broken.toml:4: cluster.discovery: "etcd" is not available in this version`,
+		{"discovery section that does not match", strings.Replace(valid, `name = "c"`, "name = \"c\"\ndiscovery = \"etcd\"", 1), []string{
+			`broken.toml:5: cluster.static: is set but cluster.discovery is "etcd"`,
+			`broken.toml:2: cluster.etcd.endpoints: at least one host:port is required`,
+		}},
+		{"bad dcs settings", `
+[cluster]
+name = "c"
+namespace = "service"
+discovery = "zookeeper"
+dcs_failure = "hope"
+dcs_grace = "soon"
+leader_wait = "0s"
+[cluster.zookeeper]
+servers = ["zk1"]
+[[listener]]
+name = "ro"
+address = "127.0.0.1:0"
+role = "replica"
+max_lag = -5
+`, []string{
+			`broken.toml:6: cluster.dcs_failure: "hope" is not one of keep-last, fail-closed`,
+			`broken.toml:7: cluster.dcs_grace: "soon" is not a duration`,
+			`broken.toml:8: cluster.leader_wait: must be positive`,
+			`broken.toml:4: cluster.namespace: "service" must start with "/"`,
+			`broken.toml:10: cluster.zookeeper.servers[0]: "zk1" is not host:port`,
+			`broken.toml:15: listener[0].max_lag: must be a number of bytes`,
+		}},
+		{"probe without user", `
+[cluster]
+name = "c"
+discovery = "probe"
+[cluster.probe]
+members = [{ name = "a", address = "127.0.0.1:5432", role = "primary" }]
+[[listener]]
+name = "rw"
+address = "127.0.0.1:0"
+role = "primary"
+`, []string{
+			`broken.toml:6: cluster.probe.members[0].role: is found out by asking the server`,
+			`broken.toml:5: cluster.probe.user: is required`,
 		}},
 		{"bad tls, limits and log", valid + `
 [tls]

@@ -16,6 +16,12 @@ const (
 	DefaultShutdownTimeout    = 30 * time.Second
 	DefaultMaxClients         = 10000
 	DefaultCheckInterval      = time.Second
+	DefaultNamespace          = "/service"
+	DefaultDCSGrace           = 30 * time.Second
+	DefaultLeaderWait         = 5 * time.Second
+	DefaultZKSessionTimeout   = 10 * time.Second
+	DefaultAPIInterval        = time.Second
+	DefaultProbeInterval      = 500 * time.Millisecond
 )
 
 func (c *Config) setDefaults() {
@@ -34,6 +40,15 @@ func (c *Config) setDefaults() {
 	def(&c.Log.Format, "text")
 	def(&c.Cluster.Discovery, "static")
 	defDur(&c.Cluster.Static.CheckInterval, DefaultCheckInterval)
+	def(&c.Cluster.Namespace, DefaultNamespace)
+	def(&c.Cluster.DCSFailure, DCSKeepLast)
+	defDur(&c.Cluster.DCSGrace, DefaultDCSGrace)
+	defDur(&c.Cluster.LeaderWait, DefaultLeaderWait)
+	def(&c.Cluster.Consul.Scheme, "http")
+	defDur(&c.Cluster.ZooKeeper.SessionTimeout, DefaultZKSessionTimeout)
+	defDur(&c.Cluster.PatroniAPI.Interval, DefaultAPIInterval)
+	defDur(&c.Cluster.Probe.Interval, DefaultProbeInterval)
+	def(&c.Cluster.Probe.Database, "postgres")
 	for i := range c.Listeners {
 		l := &c.Listeners[i]
 		def(&l.PoolMode, PoolNone)
@@ -64,14 +79,7 @@ func (c *Config) validate(v *validator) {
 	if c.Cluster.Name == "" {
 		v.errorf("cluster.name", "is required (the Patroni scope of the cluster)")
 	}
-	switch c.Cluster.Discovery {
-	case "static":
-		c.validateStatic(v)
-	case "etcd", "consul", "zookeeper", "patroni-api", "probe":
-		v.errorf("cluster.discovery", "%q is not available in this version; use \"static\"", c.Cluster.Discovery)
-	default:
-		v.oneOf("cluster.discovery", c.Cluster.Discovery, "static", "etcd", "consul", "zookeeper", "patroni-api", "probe")
-	}
+	c.validateDiscovery(v)
 
 	if len(c.Listeners) == 0 {
 		v.errorf("listener", "at least one [[listener]] is required")
@@ -93,7 +101,12 @@ func (c *Config) validate(v *validator) {
 			}
 			addrs[l.Address] = p
 		}
-		v.oneOf(p+".role", l.Role, RolePrimary, RoleReplica, RoleAny)
+		v.oneOf(p+".role", l.Role, RolePrimary, RoleReplica, RoleSync, RoleAny)
+		if l.MaxLag < 0 {
+			v.errorf(p+".max_lag", "must be a number of bytes, 0 or more; got %d", l.MaxLag)
+		} else if l.MaxLag > 0 && l.Role == RolePrimary {
+			v.errorf(p+".max_lag", "has no meaning on a primary listener; remove it")
+		}
 		switch l.PoolMode {
 		case PoolNone:
 		case "session", "transaction":
@@ -126,43 +139,6 @@ func (c *Config) validate(v *validator) {
 	v.duration("limits.shutdown_timeout", c.Limits.ShutdownTimeout)
 	if c.Limits.MaxClients < 0 {
 		v.errorf("limits.max_clients", "must be positive, got %d", c.Limits.MaxClients)
-	}
-}
-
-func (c *Config) validateStatic(v *validator) {
-	s := c.Cluster.Static
-	v.duration("cluster.static.check_interval", s.CheckInterval)
-	if len(s.Members) == 0 {
-		v.errorf("cluster.static.members", "at least one member is required with discovery = \"static\"")
-		return
-	}
-	names := map[string]bool{}
-	primaries := 0
-	for i, m := range s.Members {
-		p := fmt.Sprintf("cluster.static.members[%d]", i)
-		switch {
-		case m.Name == "":
-			v.errorf(p+".name", "is required")
-		case names[m.Name]:
-			v.errorf(p+".name", "%q names two members", m.Name)
-		}
-		names[m.Name] = true
-		v.address(p+".address", m.Address)
-		v.oneOf(p+".role", m.Role, RolePrimary, RoleReplica)
-		if m.Role == RolePrimary {
-			primaries++
-			if primaries == 2 {
-				v.errorf(p+".role", "a cluster has one primary; %q is the second", m.Name)
-			}
-		}
-		for k, val := range m.Tags {
-			switch k {
-			case "noloadbalance", "nofailover", "nosync", "nostream", "clonefrom":
-				if _, ok := val.(bool); !ok {
-					v.errorf(p+".tags."+k, "must be true or false")
-				}
-			}
-		}
 	}
 }
 

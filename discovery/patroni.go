@@ -1,0 +1,154 @@
+package discovery
+
+import (
+	"encoding/json"
+	"net"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/switchyard-proxy/switchyard/router"
+)
+
+// Keys is everything a DCS holds under one Patroni cluster's prefix, by
+// name relative to it: "leader", "members/pg1", "sync", "status", ...
+type Keys map[string][]byte
+
+// patroniMember is the JSON Patroni writes to members/<name>.
+type patroniMember struct {
+	ConnURL      string         `json:"conn_url"`
+	State        string         `json:"state"`
+	Role         string         `json:"role"`
+	XLogLocation *int64         `json:"xlog_location"`
+	Tags         map[string]any `json:"tags"`
+}
+
+// decodePatroni turns Patroni's key layout into a topology. The leader
+// key decides the primary; a member's own JSON decides the rest:
+//
+//   - the leader key holder is the primary unless it calls itself demoted,
+//     or is a standby cluster's standby_leader (a read-only node);
+//   - other members are replicas if they say so, and nothing otherwise
+//     (a primary without the leader key is on its way down);
+//   - healthy means Patroni reports PostgreSQL running (or streaming);
+//   - replica lag is the leader's optime (the status key, else
+//     optime/leader, else the leader's xlog_location) minus the member's
+//     xlog_location;
+//   - the sync key marks synchronous standbys when it names the current
+//     leader (Patroni leaves "{}" or a stale one behind).
+//
+// Members whose JSON does not parse are left out, never guessed.
+func decodePatroni(keys Keys) *router.Topology {
+	leader := strings.TrimSpace(string(keys["leader"]))
+	members := map[string]patroniMember{}
+	for k, v := range keys {
+		name, ok := strings.CutPrefix(k, "members/")
+		if !ok || name == "" || strings.Contains(name, "/") {
+			continue
+		}
+		var m patroniMember
+		if json.Unmarshal(v, &m) != nil {
+			continue
+		}
+		members[name] = m
+	}
+
+	leaderOptime, known := optime(keys)
+	if lm, ok := members[leader]; ok && !known && lm.XLogLocation != nil {
+		leaderOptime, known = *lm.XLogLocation, true
+	}
+	sync := syncStandbys(keys["sync"], leader)
+
+	var cfg struct {
+		Pause bool `json:"pause"`
+	}
+	_ = json.Unmarshal(keys["config"], &cfg)
+
+	t := &router.Topology{Paused: cfg.Pause}
+	for name, pm := range members {
+		m := router.Member{
+			Name:          name,
+			Addr:          connAddr(pm.ConnURL),
+			State:         pm.State,
+			Healthy:       pm.State == "running" || pm.State == "streaming",
+			NoLoadBalance: tagTrue(pm.Tags, "noloadbalance"),
+			Sync:          sync[name],
+			Lag:           router.LagUnknown,
+		}
+		switch {
+		case name == leader && pm.Role != "demoted" && pm.Role != "standby_leader":
+			m.Role, m.Lag = router.RolePrimary, 0
+		case name == leader && pm.Role == "standby_leader":
+			m.Role = router.RoleReplica
+		case pm.Role == "replica" || pm.Role == "standby" || pm.Role == "sync_standby":
+			m.Role = router.RoleReplica
+		}
+		if m.Role == router.RoleReplica && known && pm.XLogLocation != nil {
+			m.Lag = max(0, leaderOptime-*pm.XLogLocation)
+		}
+		if m.Addr == "" {
+			m.Role, m.Healthy = router.RoleUnknown, false
+		}
+		t.Members = append(t.Members, m)
+	}
+	slices.SortFunc(t.Members, func(a, b router.Member) int { return strings.Compare(a.Name, b.Name) })
+	return t
+}
+
+// optime is the leader's last known WAL position.
+func optime(keys Keys) (int64, bool) {
+	var st struct {
+		Optime *int64 `json:"optime"`
+	}
+	if json.Unmarshal(keys["status"], &st) == nil && st.Optime != nil {
+		return *st.Optime, true
+	}
+	if v, ok := keys["optime/leader"]; ok {
+		if n, err := strconv.ParseInt(strings.TrimSpace(string(v)), 10, 64); err == nil {
+			return n, true
+		}
+	}
+	return 0, false
+}
+
+// syncStandbys reads the sync key: {"leader": "pg1", "sync_standby": "pg2,pg3"}.
+func syncStandbys(raw []byte, leader string) map[string]bool {
+	var s struct {
+		Leader      string `json:"leader"`
+		SyncStandby string `json:"sync_standby"`
+	}
+	out := map[string]bool{}
+	if json.Unmarshal(raw, &s) != nil || s.Leader == "" || s.Leader != leader {
+		return out
+	}
+	for _, n := range strings.Split(s.SyncStandby, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			out[n] = true
+		}
+	}
+	return out
+}
+
+// connAddr turns Patroni's conn_url (postgres://host:port/db) into host:port.
+func connAddr(connURL string) string {
+	u, err := url.Parse(connURL)
+	if err != nil || u.Hostname() == "" {
+		return ""
+	}
+	port := u.Port()
+	if port == "" {
+		port = "5432"
+	}
+	return net.JoinHostPort(u.Hostname(), port)
+}
+
+func tagTrue(tags map[string]any, name string) bool {
+	switch v := tags[name].(type) {
+	case bool:
+		return v
+	case string:
+		return strings.EqualFold(v, "true")
+	}
+	return false
+}

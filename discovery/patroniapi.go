@@ -1,0 +1,124 @@
+package discovery
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/switchyard-proxy/switchyard/router"
+)
+
+// patroniAPI polls GET /cluster on Patroni's REST API: the view of the
+// DCS that any member's Patroni has. It is for setups where Switchyard
+// may not talk to the DCS itself. URLs are tried in turn, starting with
+// the one that answered last.
+type patroniAPI struct {
+	urls     []string
+	interval time.Duration
+	client   *http.Client
+	good     int // index of the URL that answered last
+}
+
+// apiCluster is Patroni's /cluster answer.
+type apiCluster struct {
+	Members []struct {
+		Name  string          `json:"name"`
+		Role  string          `json:"role"` // leader | standby_leader | sync_standby | replica
+		State string          `json:"state"`
+		Host  string          `json:"host"`
+		Port  int             `json:"port"`
+		Lag   json.RawMessage `json:"lag"` // bytes or "unknown"
+		Tags  map[string]any  `json:"tags"`
+	} `json:"members"`
+	Pause bool `json:"pause"`
+}
+
+func (p *patroniAPI) read(ctx context.Context, after uint64, wait time.Duration) (*router.Topology, uint64, error) {
+	if after > 0 {
+		t := time.NewTimer(min(p.interval, wait))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, 0, ctx.Err()
+		case <-t.C:
+		}
+	}
+	var errs []error
+	for i := range p.urls {
+		k := (p.good + i) % len(p.urls)
+		c, err := p.get(ctx, p.urls[k])
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		p.good = k
+		return c.topology(), after + 1, nil
+	}
+	return nil, 0, errors.Join(errs...)
+}
+
+func (p *patroniAPI) get(ctx context.Context, base string) (*apiCluster, error) {
+	u := strings.TrimSuffix(base, "/") + "/cluster"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", u, resp.Status)
+	}
+	var c apiCluster
+	if err := json.NewDecoder(http.MaxBytesReader(nil, resp.Body, 1<<20)).Decode(&c); err != nil {
+		return nil, fmt.Errorf("GET %s: %w", u, err)
+	}
+	return &c, nil
+}
+
+func (c *apiCluster) topology() *router.Topology {
+	t := &router.Topology{Paused: c.Pause}
+	for _, am := range c.Members {
+		m := router.Member{
+			Name:          am.Name,
+			State:         am.State,
+			Healthy:       am.State == "running" || am.State == "streaming",
+			NoLoadBalance: tagTrue(am.Tags, "noloadbalance"),
+			Sync:          am.Role == "sync_standby",
+			Lag:           router.LagUnknown,
+		}
+		if am.Host != "" {
+			port := am.Port
+			if port == 0 {
+				port = 5432
+			}
+			m.Addr = net.JoinHostPort(am.Host, strconv.Itoa(port))
+		}
+		switch am.Role {
+		case "leader", "master", "primary":
+			m.Role, m.Lag = router.RolePrimary, 0
+		case "replica", "sync_standby", "standby_leader":
+			m.Role = router.RoleReplica
+			if n, err := strconv.ParseInt(string(am.Lag), 10, 64); err == nil {
+				m.Lag = n
+			}
+		}
+		if m.Addr == "" {
+			m.Role, m.Healthy = router.RoleUnknown, false
+		}
+		t.Members = append(t.Members, m)
+	}
+	slices.SortFunc(t.Members, func(a, b router.Member) int { return strings.Compare(a.Name, b.Name) })
+	return t
+}
+
+func (p *patroniAPI) close() { p.client.CloseIdleConnections() }

@@ -1,0 +1,186 @@
+package discovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/switchyard-proxy/switchyard/router"
+)
+
+// source is one way of learning the cluster: a DCS store with Patroni's
+// layout, Patroni's REST API, or probing the nodes.
+//
+// read returns the whole current state and a token for it. With after set
+// to the token of the previous successful read, it first waits up to wait
+// for the state to change (a watch, a blocking query, or a poll interval);
+// with after = 0 it reads at once. An error means the source could not be
+// reached; the watcher then reads again from scratch.
+type source interface {
+	read(ctx context.Context, after uint64, wait time.Duration) (*router.Topology, uint64, error)
+	close()
+}
+
+// storeSource adapts a DCS Store: it decodes Patroni's keys.
+type storeSource struct{ Store }
+
+func (s storeSource) read(ctx context.Context, after uint64, wait time.Duration) (*router.Topology, uint64, error) {
+	keys, tok, err := s.Read(ctx, after, wait)
+	if err != nil {
+		return nil, 0, err
+	}
+	return decodePatroni(keys), tok, nil
+}
+
+func (s storeSource) close() { s.Close() }
+
+// Store is what a DCS adapter does: read every key under the cluster's
+// prefix, first waiting up to wait for a change since the read that
+// returned after (0: read at once). The domain logic — decoding, retry,
+// staleness — lives once, in Watcher.
+type Store interface {
+	Read(ctx context.Context, after uint64, wait time.Duration) (Keys, uint64, error)
+	Close()
+}
+
+// Watcher runs one source and publishes a snapshot whenever what it says
+// changes. It retries with backoff after errors, and while the source is
+// unreachable it keeps the last snapshot for Grace (keep-last), then
+// publishes it without a primary (fail-closed) until the source answers.
+type Watcher struct {
+	src        source
+	name       string        // for logs: "etcd 127.0.0.1:2379"
+	publish    Publish       //
+	failClosed bool          // fail closed at once instead of after grace
+	grace      time.Duration // how long keep-last trusts the last snapshot
+	wait       time.Duration // longest wait for a change: bounds staleness detection
+	timeout    time.Duration // for one read after the wait
+	log        *slog.Logger
+}
+
+// Run watches until ctx ends, and returns ctx's error.
+func (w *Watcher) Run(ctx context.Context) error {
+	defer w.src.close()
+	var (
+		after     uint64
+		last      *router.Topology // last snapshot read, as read
+		rev       uint64
+		lastOK    time.Time
+		failSince time.Time // zero while the source answers
+		closed    bool      // the published snapshot is last without its primary
+		backoff   = 100 * time.Millisecond
+		timer     = time.NewTimer(0)
+	)
+	<-timer.C
+	defer timer.Stop()
+	for {
+		rctx, cancel := context.WithTimeout(ctx, w.wait+w.timeout)
+		t, tok, err := w.src.read(rctx, after, w.wait)
+		cancel()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		now := time.Now()
+		if err == nil {
+			after, lastOK, backoff = tok, now, 100*time.Millisecond
+			if !failSince.IsZero() {
+				w.log.Info("discovery source answers again", "source", w.name, "down_for", now.Sub(failSince).Round(time.Millisecond))
+				failSince = time.Time{}
+			}
+			if last == nil || closed || !t.Equal(last) {
+				rev++
+				t.Revision, t.Source = rev, w.name
+				w.logChange(last, t, closed)
+				last, closed = t, false
+				w.publish(t)
+			}
+			continue
+		}
+
+		after = 0
+		if failSince.IsZero() {
+			failSince = now
+			mode := fmt.Sprintf("keeping the last topology for dcs_grace (%s)", w.grace)
+			if w.failClosed || last == nil {
+				mode = "no primary until it answers (fail-closed)"
+			}
+			w.log.Warn("discovery source unreachable; "+mode, "source", w.name, "err", err)
+		}
+		if !closed && last != nil && (w.failClosed || now.Sub(lastOK) >= w.grace) {
+			rev++
+			w.publish(withoutPrimary(last, rev))
+			closed = true
+			w.log.Error("discovery source silent beyond dcs_grace: new write sessions get 57P03 and writers were disconnected until it answers",
+				"source", w.name, "last_answer", lastOK.Format(time.RFC3339Nano))
+		}
+
+		d := backoff + rand.N(backoff/4+1)
+		backoff = min(2*backoff, 2*time.Second)
+		if !closed && last != nil {
+			if until := lastOK.Add(w.grace).Sub(now); until < d {
+				d = max(until, time.Millisecond)
+			}
+		}
+		timer.Reset(d)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timer.C:
+		}
+	}
+}
+
+// withoutPrimary is t with its primary demoted to unknown: writes route
+// nowhere, reads keep going to the replicas last seen.
+func withoutPrimary(t *router.Topology, rev uint64) *router.Topology {
+	out := *t
+	out.Revision = rev
+	out.Members = make([]router.Member, len(t.Members))
+	for i, m := range t.Members {
+		if m.Role == router.RolePrimary {
+			m.Role, m.State = router.RoleUnknown, "unknown: discovery source unreachable"
+		}
+		out.Members[i] = m
+	}
+	return &out
+}
+
+// logChange logs a new snapshot: at info when who does what changed, at
+// debug when only details (lag) did.
+func (w *Watcher) logChange(old, t *router.Topology, reopened bool) {
+	level := slog.LevelDebug
+	if old == nil || reopened || summary(old) != summary(t) {
+		level = slog.LevelInfo
+	}
+	w.log.Log(context.Background(), level, "topology", "source", w.name, "revision", t.Revision,
+		"members", summary(t), "paused", t.Paused)
+}
+
+// summary is a short text of every member's role and health.
+func summary(t *router.Topology) string {
+	if len(t.Members) == 0 {
+		return "none"
+	}
+	parts := make([]string, 0, len(t.Members))
+	for _, m := range t.Members {
+		s := m.Name + "=" + m.Role.String()
+		if !m.Healthy {
+			s += "(down)"
+		}
+		if m.NoLoadBalance {
+			s += "(noloadbalance)"
+		}
+		if m.Sync {
+			s += "(sync)"
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, " ")
+}
+
+// errNotConnected is returned by stores that know they have no session.
+var errNotConnected = errors.New("not connected")
