@@ -28,7 +28,6 @@ type Runner interface {
 func New(cfg *config.Config, publish Publish, log *slog.Logger) (Runner, error) {
 	cl := cfg.Cluster
 	log = log.With("component", "discovery")
-	prefix := path.Join(cl.Namespace, cl.Name) + "/"
 	w := &Watcher{
 		name:       cl.Discovery,
 		publish:    publish,
@@ -46,34 +45,12 @@ func New(cfg *config.Config, publish Publish, log *slog.Logger) (Runner, error) 
 				NoLoadBalance: m.NoLoadBalance(), Lag: router.LagUnknown})
 		}
 		return &Static{Members: members, Interval: cl.Static.CheckInterval.Duration, Publish: publish, Logger: log}, nil
-	case "etcd":
-		e := cl.Etcd
-		tc, err := tlsConfig(cfg, e.CA, e.Cert, e.Key)
-		if err != nil {
-			return nil, fmt.Errorf("cluster.etcd: %w", err)
-		}
-		s, err := newEtcdStore(EtcdOptions{Endpoints: e.Endpoints, Username: e.Username, Password: e.Password, TLS: tc}, prefix)
+	case "etcd", "consul", "zookeeper":
+		st, err := OpenStore(cfg)
 		if err != nil {
 			return nil, err
 		}
-		w.src, w.name = storeSource{s}, "etcd "+strings.Join(e.Endpoints, ",")
-	case "consul":
-		c := cl.Consul
-		ac := api.DefaultConfig()
-		ac.Address, ac.Scheme, ac.Token, ac.Datacenter = c.Address, c.Scheme, c.Token, c.Datacenter
-		ac.TLSConfig = api.TLSConfig{CAFile: cfg.Path(c.CA), CertFile: cfg.Path(c.Cert), KeyFile: cfg.Path(c.Key)}
-		s, err := newConsulStore(ac, prefix)
-		if err != nil {
-			return nil, err
-		}
-		w.src, w.name = storeSource{s}, "consul "+c.Address
-	case "zookeeper":
-		z := cl.ZooKeeper
-		s, err := newZKStore(z.Servers, z.SessionTimeout.Duration, strings.TrimSuffix(prefix, "/"))
-		if err != nil {
-			return nil, err
-		}
-		w.src, w.name = storeSource{s}, "zookeeper "+strings.Join(z.Servers, ",")
+		w.src, w.name = storeSource{st}, storeName(cl)
 	case "patroni-api":
 		a := cl.PatroniAPI
 		w.src = &patroniAPI{urls: a.URLs, interval: a.Interval.Duration,
@@ -100,6 +77,42 @@ func New(cfg *config.Config, publish Publish, log *slog.Logger) (Runner, error) 
 		return nil, fmt.Errorf("cluster.discovery: unknown %q", cl.Discovery)
 	}
 	return w, nil
+}
+
+// OpenStore opens the DCS store cfg.Cluster names, at Patroni's prefix
+// for the cluster. Tests use it to watch the keys Switchyard follows.
+func OpenStore(cfg *config.Config) (Store, error) {
+	cl := cfg.Cluster
+	prefix := path.Join(cl.Namespace, cl.Name) + "/"
+	switch cl.Discovery {
+	case "etcd":
+		e := cl.Etcd
+		tc, err := tlsConfig(cfg, e.CA, e.Cert, e.Key)
+		if err != nil {
+			return nil, fmt.Errorf("cluster.etcd: %w", err)
+		}
+		return newEtcdStore(EtcdOptions{Endpoints: e.Endpoints, Username: e.Username, Password: e.Password, TLS: tc}, prefix)
+	case "consul":
+		c := cl.Consul
+		ac := api.DefaultConfig()
+		ac.Address, ac.Scheme, ac.Token, ac.Datacenter = c.Address, c.Scheme, c.Token, c.Datacenter
+		ac.TLSConfig = api.TLSConfig{CAFile: cfg.Path(c.CA), CertFile: cfg.Path(c.Cert), KeyFile: cfg.Path(c.Key)}
+		return newConsulStore(ac, prefix)
+	case "zookeeper":
+		z := cl.ZooKeeper
+		return newZKStore(z.Servers, z.SessionTimeout.Duration, strings.TrimSuffix(prefix, "/"))
+	}
+	return nil, fmt.Errorf("cluster.discovery: %q is not a DCS", cl.Discovery)
+}
+
+func storeName(cl config.Cluster) string {
+	switch cl.Discovery {
+	case "etcd":
+		return "etcd " + strings.Join(cl.Etcd.Endpoints, ",")
+	case "consul":
+		return "consul " + cl.Consul.Address
+	}
+	return "zookeeper " + strings.Join(cl.ZooKeeper.Servers, ",")
 }
 
 // tlsConfig loads a client TLS config; nil when no file is named.

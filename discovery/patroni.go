@@ -36,7 +36,13 @@ type patroniMember struct {
 //     optime/leader, else the leader's xlog_location) minus the member's
 //     xlog_location;
 //   - the sync key marks synchronous standbys when it names the current
-//     leader (Patroni leaves "{}" or a stale one behind).
+//     leader (Patroni leaves "{}" or a stale one behind);
+//   - a switchover or failover requested now (the failover key naming the
+//     current leader, or no leader, and a candidate, with no schedule)
+//     takes the primary role from the leader at once: Patroni is about to
+//     shut it down, and its write sessions are better ended by Switchyard
+//     with a clear reason, and new ones held (leader_wait) for the new
+//     leader, than cut by the shutdown.
 //
 // Members whose JSON does not parse are left out, never guessed.
 func decodePatroni(keys Keys) *router.Topology {
@@ -59,6 +65,7 @@ func decodePatroni(keys Keys) *router.Topology {
 		leaderOptime, known = *lm.XLogLocation, true
 	}
 	sync := syncStandbys(keys["sync"], leader)
+	steppingDown := switchoverFrom(keys["failover"], leader)
 
 	var cfg struct {
 		Pause bool `json:"pause"`
@@ -77,6 +84,8 @@ func decodePatroni(keys Keys) *router.Topology {
 			Lag:           router.LagUnknown,
 		}
 		switch {
+		case name == leader && steppingDown:
+			m.Why = "is handing over to a new primary (switchover in progress)"
 		case name == leader && pm.Role != "demoted" && pm.Role != "standby_leader":
 			m.Role, m.Lag = router.RolePrimary, 0
 		case name == leader && pm.Role == "standby_leader":
@@ -94,6 +103,20 @@ func decodePatroni(keys Keys) *router.Topology {
 	}
 	slices.SortFunc(t.Members, func(a, b router.Member) int { return strings.Compare(a.Name, b.Name) })
 	return t
+}
+
+// switchoverFrom reports whether the failover key asks leader to step
+// down now: {"leader": "pg1", "member": "pg2"} without "scheduled_at".
+func switchoverFrom(raw []byte, leader string) bool {
+	var f struct {
+		Leader      string `json:"leader"`
+		Member      string `json:"member"`
+		ScheduledAt string `json:"scheduled_at"`
+	}
+	if leader == "" || json.Unmarshal(raw, &f) != nil || f.ScheduledAt != "" {
+		return false
+	}
+	return (f.Leader == leader || (f.Leader == "" && f.Member != "")) && f.Member != leader
 }
 
 // optime is the leader's last known WAL position.

@@ -142,7 +142,7 @@ func withoutPrimary(t *router.Topology, rev uint64) *router.Topology {
 	out.Members = make([]router.Member, len(t.Members))
 	for i, m := range t.Members {
 		if m.Role == router.RolePrimary {
-			m.Role, m.State = router.RoleUnknown, "unknown: discovery source unreachable"
+			m.Role, m.Why = router.RoleUnknown, "cannot be confirmed: the discovery source is unreachable beyond dcs_grace"
 		}
 		out.Members[i] = m
 	}

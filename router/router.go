@@ -117,6 +117,8 @@ func (r *Router) check(t *Topology, s Session) *KillCause {
 			why = "is not running"
 		case m.Role == RolePrimary:
 			why = "is not the only member claiming the primary role"
+		case m.Why != "":
+			why = m.Why
 		default:
 			why = "no longer holds the leader lock"
 		}

@@ -48,6 +48,7 @@ type Member struct {
 	Sync          bool   // the synchronous standby named in Patroni's sync key
 	Lag           int64  // replica lag behind the leader in bytes, or LagUnknown
 	State         string // the HA agent's word for the member's state, for logs
+	Why           string // why discovery gave the member no role, for clients
 
 	// Since is when the router saw the member take its current role, zero
 	// for roles held in the first snapshot; the router sets it, discovery

@@ -15,6 +15,7 @@ declare -A want=(
   [zookeeperd]=/usr/share/zookeeper/bin/zkServer.sh
   [python3-kazoo]=/usr/lib/python3/dist-packages/kazoo
   [python3-consul]=/usr/lib/python3/dist-packages/consul
+  [python3-etcd]=/usr/lib/python3/dist-packages/etcd
   [patroni]=/usr/bin/patroni
   [pgbouncer]=/usr/sbin/pgbouncer
   [haproxy]=/usr/sbin/haproxy
