@@ -4,7 +4,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -X main.version=$(VERSION)
 export GOTOOLCHAIN = local
 
-.PHONY: build test test-short bench demo deps lint fuzz clean
+.PHONY: build test test-short bench bench-failover demo deps lint fuzz clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/switchyard ./cmd/switchyard
@@ -30,6 +30,9 @@ lint:
 
 bench: deps build
 	$(GO) run ./bench/relay -switchyard bin/switchyard
+
+bench-failover: deps build
+	$(GO) run ./bench/failover -switchyard bin/switchyard
 
 demo: deps build
 	$(GO) run ./scripts/demo -switchyard bin/switchyard

@@ -14,7 +14,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/switchyard-proxy/switchyard/discovery"
 	"github.com/switchyard-proxy/switchyard/internal/app"
 	"github.com/switchyard-proxy/switchyard/internal/config"
 	"github.com/switchyard-proxy/switchyard/internal/testbed"
@@ -142,61 +141,6 @@ func endedWith(t *testing.T, what string, c *pgconn.PgConn, msg string) {
 	if !errors.As(err, &pe) || pe.Code != "57P01" || !strings.Contains(pe.Message, msg) {
 		t.Errorf("%s: got %v, want FATAL 57P01 containing %q", what, err, msg)
 	}
-}
-
-// leaderWatch follows the leader key with its own store, recording when
-// each value first appeared.
-type leaderWatch struct {
-	mu   sync.Mutex
-	seen map[string]time.Time
-}
-
-func watchLeader(t *testing.T, cfg *config.Config) *leaderWatch {
-	st, err := discovery.OpenStore(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lw := &leaderWatch{seen: map[string]time.Time{}}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer st.Close()
-		var after uint64
-		for ctx.Err() == nil {
-			rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
-			keys, tok, err := st.Read(rctx, after, 2*time.Second)
-			rcancel()
-			if err != nil {
-				after = 0
-				continue
-			}
-			after = tok
-			if l := string(keys["leader"]); l != "" {
-				lw.mu.Lock()
-				if _, ok := lw.seen[l]; !ok {
-					lw.seen[l] = time.Now()
-				}
-				lw.mu.Unlock()
-			}
-		}
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	return lw
-}
-
-// forget drops what was seen, before a change to measure.
-func (lw *leaderWatch) forget() {
-	lw.mu.Lock()
-	lw.seen = map[string]time.Time{}
-	lw.mu.Unlock()
-}
-
-func (lw *leaderWatch) at(name string) (time.Time, bool) {
-	lw.mu.Lock()
-	defer lw.mu.Unlock()
-	t, ok := lw.seen[name]
-	return t, ok
 }
 
 // routedTo polls rw until it reaches node (out of recovery) and returns

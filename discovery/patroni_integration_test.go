@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/switchyard-proxy/switchyard/discovery"
 	"github.com/switchyard-proxy/switchyard/internal/testbed"
 )
 
@@ -57,7 +58,12 @@ func testPatroni(t *testing.T, kind string) {
 			startYard(t, "patroni-api", "discovery = \"patroni-api\"\n[cluster.patroni_api]\ninterval = \"200ms\"\nurls = ["+strings.Join(urls, ", ")+"]\n"),
 			startYard(t, "probe", "discovery = \"probe\"\n[cluster.probe]\ninterval = \"200ms\"\nuser = \"postgres\"\nmembers = ["+strings.Join(probes, ", ")+"]\n"))
 	}
-	lw := watchLeader(t, yards[0].cfg)
+	st, err := discovery.OpenStore(yards[0].cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lw := testbed.WatchLeader(st)
+	t.Cleanup(lw.Close)
 
 	// rw reaches the leader; ro reaches both replicas and never the leader.
 	leader := p.Nodes[0]
@@ -87,8 +93,9 @@ func testPatroni(t *testing.T, kind string) {
 	reads, primaryReads, stopReaders := readLoops(yards)
 	defer stopReaders()
 	candidate := p.Nodes[1]
-	lw.forget()
-	writable := watchPromotion(t, candidate)
+	lw.Forget()
+	writable := testbed.WatchPromotion(candidate)
+	t.Cleanup(writable.Close)
 	var arrivals []func() time.Time
 	for _, y := range yards {
 		arrivals = append(arrivals, reach(t, y, candidate, 60*time.Second))
@@ -98,7 +105,7 @@ func testPatroni(t *testing.T, kind string) {
 	}
 	for i, y := range yards {
 		routed := arrivals[i]()
-		checkFollowed(t, y, lw, candidate, routed, writable())
+		checkFollowed(t, y, lw, candidate, routed, writable.At())
 
 		h := sessions[y]
 		// Patroni shuts the old primary down before it releases the
@@ -128,11 +135,13 @@ func testPatroni(t *testing.T, kind string) {
 	if err := p.WaitHealthy(ctx, candidate.Name); err != nil {
 		t.Fatal(err)
 	}
-	lw.forget()
-	var promotions []func() time.Time
+	lw.Forget()
+	var promotions []*testbed.Promotion
 	for _, n := range p.Nodes {
 		if n != candidate {
-			promotions = append(promotions, watchPromotion(t, n))
+			pr := testbed.WatchPromotion(n)
+			t.Cleanup(pr.Close)
+			promotions = append(promotions, pr)
 		}
 	}
 	candidate.KillHard()
@@ -141,7 +150,7 @@ func testPatroni(t *testing.T, kind string) {
 		routed := routedTo(t, y, next, 30*time.Second) // after the key: the next leader was unknown before
 		var w time.Time
 		for _, pr := range promotions {
-			if at := pr(); !at.IsZero() {
+			if at := pr.At(); !at.IsZero() {
 				w = at
 			}
 		}
@@ -157,9 +166,9 @@ func testPatroni(t *testing.T, kind string) {
 // appearing or, when Patroni's promotion took longer than that, within 1s
 // of the node becoming writable: before that Switchyard holds new write
 // sessions on purpose.
-func checkFollowed(t *testing.T, y *yard, lw *leaderWatch, node *testbed.PatroniNode, routed, writable time.Time) {
+func checkFollowed(t *testing.T, y *yard, lw *testbed.LeaderWatch, node *testbed.PatroniNode, routed, writable time.Time) {
 	t.Helper()
-	keyAt, ok := lw.at(node.Name)
+	keyAt, ok := lw.At(node.Name)
 	if !ok {
 		t.Fatalf("the leader key never named %s", node.Name)
 	}
@@ -171,54 +180,6 @@ func checkFollowed(t *testing.T, y *yard, lw *leaderWatch, node *testbed.Patroni
 		routed.Sub(keyAt).Round(time.Millisecond), writable.Sub(keyAt).Round(time.Millisecond))
 	if routed.Sub(from) > time.Second {
 		t.Errorf("%s: rw reached %s %v after %s, want within 1s", y.name, node.Name, routed.Sub(from), what)
-	}
-}
-
-// watchPromotion polls node directly and returns when it was first seen
-// out of recovery (zero if not yet).
-func watchPromotion(t *testing.T, node *testbed.PatroniNode) func() time.Time {
-	var (
-		mu sync.Mutex
-		at time.Time
-	)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		dsn := "host=127.0.0.1 port=" + fmt.Sprint(node.PGPort) + " user=postgres dbname=postgres sslmode=disable connect_timeout=2"
-		var c *pgconn.PgConn
-		defer func() {
-			if c != nil {
-				c.Close(context.Background())
-			}
-		}()
-		for ctx.Err() == nil {
-			if c == nil {
-				c, _ = pgconn.Connect(ctx, dsn)
-			}
-			if c != nil {
-				if _, rec, err := ask(ctx, c); err != nil {
-					c.Close(ctx)
-					c = nil
-				} else if !rec {
-					mu.Lock()
-					at = time.Now()
-					mu.Unlock()
-					return
-				}
-			}
-			timer := time.NewTimer(10 * time.Millisecond)
-			select {
-			case <-ctx.Done():
-			case <-timer.C:
-			}
-		}
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	return func() time.Time {
-		mu.Lock()
-		defer mu.Unlock()
-		return at
 	}
 }
 
@@ -264,12 +225,12 @@ func readLoops(yards []*yard) (reads, primaryReads map[*yard]*atomic.Int64, stop
 }
 
 // waitNewLeader waits for the leader key to name a member other than old.
-func waitNewLeader(t *testing.T, p *testbed.Patroni, lw *leaderWatch, old string) *testbed.PatroniNode {
+func waitNewLeader(t *testing.T, p *testbed.Patroni, lw *testbed.LeaderWatch, old string) *testbed.PatroniNode {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		for _, n := range p.Nodes {
-			if _, ok := lw.at(n.Name); ok && n.Name != old {
+			if _, ok := lw.At(n.Name); ok && n.Name != old {
 				return n
 			}
 		}

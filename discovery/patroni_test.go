@@ -19,11 +19,11 @@ func member(port int, role, state string, xlog int64, tags string) []byte {
 // healthy is a leader and two streaming replicas, as Patroni leaves them.
 func patroniKeys() Keys {
 	return Keys{
-		"config":     []byte(`{"ttl":10,"loop_wait":2,"retry_timeout":3,"maximum_lag_on_failover":1048576,"postgresql":{"use_pg_rewind":true}}`),
-		"initialize": []byte("7311438416131395613"),
-		"leader":     []byte("pg1"),
-		"status":     []byte(`{"optime":67110904,"slots":{"pg2":67110904,"pg3":67110904}}`),
-		"history":    []byte(`[[1,50331808,"no recovery target specified","2026-11-22T00:57:57+00:00","pg2"]]`),
+		"config":      []byte(`{"ttl":10,"loop_wait":2,"retry_timeout":3,"maximum_lag_on_failover":1048576,"postgresql":{"use_pg_rewind":true}}`),
+		"initialize":  []byte("7311438416131395613"),
+		"leader":      []byte("pg1"),
+		"status":      []byte(`{"optime":67110904,"slots":{"pg2":67110904,"pg3":67110904}}`),
+		"history":     []byte(`[[1,50331808,"no recovery target specified","2026-11-22T00:57:57+00:00","pg2"]]`),
 		"members/pg1": member(5432, "master", "running", 67110904, ""),
 		"members/pg2": member(5433, "replica", "running", 67110904, ""),
 		"members/pg3": member(5434, "replica", "running", 66062328, `{"noloadbalance":true,"nofailover":true}`),

@@ -140,7 +140,22 @@ func (v *validator) duration(key string, d Duration) {
 // checkFiles verifies files named by the config exist; LoadFile only,
 // because Load may be fed text with no directory.
 func (c *Config) checkFiles(name string) error {
-	if c.TLS == nil || c.TLS.ClientMode == ClientTLSDisable {
+	type file struct{ key, path string }
+	var files []file
+	if c.TLS != nil && c.TLS.ClientMode != ClientTLSDisable {
+		files = append(files, file{"tls.cert", c.TLS.Cert}, file{"tls.key", c.TLS.Key})
+	}
+	cl := c.Cluster
+	for _, f := range []file{
+		{"cluster.etcd.ca", cl.Etcd.CA}, {"cluster.etcd.cert", cl.Etcd.Cert}, {"cluster.etcd.key", cl.Etcd.Key},
+		{"cluster.consul.ca", cl.Consul.CA}, {"cluster.consul.cert", cl.Consul.Cert}, {"cluster.consul.key", cl.Consul.Key},
+		{"cluster.probe.password_file", cl.Probe.PasswordFile},
+	} {
+		if f.path != "" {
+			files = append(files, f)
+		}
+	}
+	if len(files) == 0 {
 		return nil
 	}
 	var list []Error
@@ -148,7 +163,7 @@ func (c *Config) checkFiles(name string) error {
 	if data, err := os.ReadFile(name); err == nil {
 		pos = indexPositions(data)
 	}
-	for _, f := range []struct{ key, path string }{{"tls.cert", c.TLS.Cert}, {"tls.key", c.TLS.Key}} {
+	for _, f := range files {
 		key, p := f.key, f.path
 		if _, err := os.Stat(c.Path(p)); err != nil {
 			list = append(list, Error{Line: pos.lineOf(key), Key: key, Msg: fmt.Sprintf("cannot read %s: %v", c.Path(p), errors.Unwrap(err))})

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // PatroniOptions shape a Patroni cluster.
@@ -314,7 +316,7 @@ func (p *Patroni) Leader(ctx context.Context) (*PatroniNode, error) {
 }
 
 // WaitHealthy waits until leader is the leader with every other node a
-// running replica.
+// running replica that streams from it and has replayed all its WAL.
 func (p *Patroni) WaitHealthy(ctx context.Context, leader string) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
@@ -333,8 +335,35 @@ func (p *Patroni) WaitHealthy(ctx context.Context, leader string) error {
 		if ok != len(p.Nodes) || len(ms) != len(p.Nodes) {
 			return fmt.Errorf("cluster not settled: %+v", ms)
 		}
-		return nil
+		// Replicas of a fresh cluster may not stream yet: Patroni makes
+		// their slots on its next loop. A switchover before that loses WAL.
+		want := fmt.Sprint(len(p.Nodes) - 1)
+		return p.Node(leader).queryEq(ctx, `SELECT count(*) FROM pg_stat_replication
+			WHERE state = 'streaming' AND replay_lsn >= pg_current_wal_lsn()`, want)
 	})
+}
+
+// queryEq runs a one-value query on the node and compares the answer.
+func (n *PatroniNode) queryEq(ctx context.Context, sql, want string) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	c, err := pgconn.Connect(ctx, n.dsn())
+	if err != nil {
+		return err
+	}
+	defer c.Close(context.Background())
+	res := c.ExecParams(ctx, sql, nil, nil, nil, nil).Read()
+	if res.Err != nil {
+		return res.Err
+	}
+	if got := string(res.Rows[0][0]); got != want {
+		return fmt.Errorf("%s: %q, want %q", n.Name, got, want)
+	}
+	return nil
+}
+
+func (n *PatroniNode) dsn() string {
+	return fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres sslmode=disable connect_timeout=5", n.PGPort)
 }
 
 // Switchover runs `patronictl switchover --force` from leader to candidate
@@ -384,4 +413,9 @@ func (p *Patroni) Close() {
 		n.Stop()
 	}
 	os.RemoveAll(p.dir)
+}
+
+// Exec runs statements on the node as the superuser.
+func (n *PatroniNode) Exec(ctx context.Context, sql ...string) error {
+	return execOn(ctx, n.dsn(), sql...)
 }

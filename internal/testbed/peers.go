@@ -134,3 +134,46 @@ func StartSwitchyard(ctx context.Context, binary, configText string, port int, c
 
 // LogPath is where the peer's output goes.
 func (p *Peer) LogPath() string { return p.log }
+
+// StartHAProxyPatroni runs HAProxy as Patroni's documentation sets it up
+// in front of a Patroni cluster: a primary port health-checked with
+// OPTIONS /primary and a round-robin replica port checked with /replica,
+// both on Patroni's REST API, with on-marked-down shutdown-sessions.
+// Port is the primary port; ReplicaPort the other.
+func StartHAProxyPatroni(ctx context.Context, p *Patroni) (peer *Peer, replicaPort int, err error) {
+	port, err := FreePort()
+	if err != nil {
+		return nil, 0, err
+	}
+	if replicaPort, err = FreePort(); err != nil {
+		return nil, 0, err
+	}
+	var servers strings.Builder
+	for _, n := range p.Nodes {
+		fmt.Fprintf(&servers, "    server %s %s maxconn 100 check port %d\n", n.Name, n.Addr(), n.APIPort)
+	}
+	cfg := fmt.Sprintf(`global
+    maxconn 1000
+defaults
+    mode tcp
+    retries 2
+    timeout client 30m
+    timeout connect 4s
+    timeout server 30m
+    timeout check 5s
+listen primary
+    bind 127.0.0.1:%d
+    option httpchk OPTIONS /primary
+    http-check expect status 200
+    default-server inter 3s fall 3 rise 2 on-marked-down shutdown-sessions
+%slisten replicas
+    bind 127.0.0.1:%d
+    balance roundrobin
+    option httpchk OPTIONS /replica
+    http-check expect status 200
+    default-server inter 3s fall 3 rise 2 on-marked-down shutdown-sessions
+%s`, port, servers.String(), replicaPort, servers.String())
+	peer, err = startPeer(ctx, "haproxy", port, false, "", map[string]string{"haproxy.cfg": cfg},
+		"/usr/sbin/haproxy", "-db", "-f", "{dir}/haproxy.cfg")
+	return peer, replicaPort, err
+}

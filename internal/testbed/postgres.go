@@ -259,14 +259,22 @@ func (n *PGNode) Promote(ctx context.Context) error {
 
 // Exec runs statements on the node as the superuser.
 func (n *PGNode) Exec(ctx context.Context, sql ...string) error {
-	conn, err := pgconn.Connect(ctx, n.DSN(UserSuper))
-	if err != nil {
+	if err := execOn(ctx, n.DSN(UserSuper), sql...); err != nil {
 		return fmt.Errorf("%s: %w", n.Name, err)
+	}
+	return nil
+}
+
+// execOn runs statements on one connection to dsn.
+func execOn(ctx context.Context, dsn string, sql ...string) error {
+	conn, err := pgconn.Connect(ctx, dsn)
+	if err != nil {
+		return err
 	}
 	defer conn.Close(context.Background())
 	for _, q := range sql {
 		if _, err := conn.Exec(ctx, q).ReadAll(); err != nil {
-			return fmt.Errorf("%s: %s: %w", n.Name, q, err)
+			return fmt.Errorf("%s: %w", q, err)
 		}
 	}
 	return nil

@@ -1,0 +1,129 @@
+package testbed
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/switchyard-proxy/switchyard/discovery"
+)
+
+// LeaderWatch follows Patroni's leader key with its own DCS store and
+// records when each value first appeared: the clock failover is measured
+// against.
+type LeaderWatch struct {
+	mu     sync.Mutex
+	seen   map[string]time.Time
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// WatchLeader starts watching; Close stops it and closes st.
+func WatchLeader(st discovery.Store) *LeaderWatch {
+	ctx, cancel := context.WithCancel(context.Background())
+	lw := &LeaderWatch{seen: map[string]time.Time{}, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(lw.done)
+		defer st.Close()
+		var after uint64
+		for ctx.Err() == nil {
+			rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+			keys, tok, err := st.Read(rctx, after, 2*time.Second)
+			rcancel()
+			if err != nil {
+				after = 0
+				continue
+			}
+			after = tok
+			if l := string(keys["leader"]); l != "" {
+				lw.mu.Lock()
+				if _, ok := lw.seen[l]; !ok {
+					lw.seen[l] = time.Now()
+				}
+				lw.mu.Unlock()
+			}
+		}
+	}()
+	return lw
+}
+
+// Forget drops what was seen, before a change to measure.
+func (lw *LeaderWatch) Forget() {
+	lw.mu.Lock()
+	lw.seen = map[string]time.Time{}
+	lw.mu.Unlock()
+}
+
+// At returns when the leader key first named name since the last Forget.
+func (lw *LeaderWatch) At(name string) (time.Time, bool) {
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	t, ok := lw.seen[name]
+	return t, ok
+}
+
+// Close stops the watch.
+func (lw *LeaderWatch) Close() { lw.cancel(); <-lw.done }
+
+// Promotion polls a node directly every 10 ms and records when it was
+// first seen out of recovery.
+type Promotion struct {
+	mu     sync.Mutex
+	at     time.Time
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// WatchPromotion starts polling node; Close stops it.
+func WatchPromotion(node *PatroniNode) *Promotion {
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &Promotion{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		dsn := fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres sslmode=disable connect_timeout=2", node.PGPort)
+		var c *pgconn.PgConn
+		defer func() {
+			if c != nil {
+				c.Close(context.Background())
+			}
+		}()
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for ctx.Err() == nil {
+			if c == nil {
+				c, _ = pgconn.Connect(ctx, dsn)
+			}
+			if c != nil {
+				res := c.ExecParams(ctx, "SELECT pg_is_in_recovery()", nil, nil, nil, nil).Read()
+				switch {
+				case res.Err != nil:
+					c.Close(ctx)
+					c = nil
+				case string(res.Rows[0][0]) == "f":
+					p.mu.Lock()
+					p.at = time.Now()
+					p.mu.Unlock()
+					return
+				}
+			}
+			select {
+			case <-ctx.Done():
+			case <-tick.C:
+			}
+		}
+	}()
+	return p
+}
+
+// At returns when the node was first seen writable, zero if not yet.
+func (p *Promotion) At() time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.at
+}
+
+// Close stops polling.
+func (p *Promotion) Close() { p.cancel(); <-p.done }
