@@ -14,6 +14,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -127,7 +128,8 @@ name = "ro"
 address = "127.0.0.1:%d"
 role = "replica"
 [log]
-level = "warn"
+level = "info"
+format = "json"
 `, pat.Scope, dcs.Addrs[0], rwPort, roPort)
 	sy, err := testbed.StartSwitchyard(ctx, binary, cfgText, rwPort, "")
 	if err != nil {
@@ -186,6 +188,7 @@ level = "warn"
 	end := settle(ctx, proxies, cand.PGPort, 60*time.Second)
 	keyAt, _ := lw.At(cand.Name)
 	rows = append(rows, measure("switchover", proxies, start, end, keyAt, prom.At(), cand.PGPort)...)
+	rows[len(rows)-2].decided = decided(sy.LogPath(), cand.Name, keyAt)
 	prom.Close()
 
 	// kill -9 of the leader's Patroni and postmaster.
@@ -216,6 +219,7 @@ level = "warn"
 		p.Close()
 	}
 	rows = append(rows, measure("kill -9 leader", proxies, start, end, nextKey, writable, next.PGPort)...)
+	rows[len(rows)-2].decided = decided(sy.LogPath(), next.Name, nextKey)
 
 	for _, p := range proxies {
 		errs := map[string]int{}
@@ -239,12 +243,36 @@ type row struct {
 	beyondWritable                      time.Duration
 	failed, demoted, roPrimary, roReads int
 	writableAfterKey                    time.Duration
+	decided                             time.Duration // Switchyard: key → snapshot naming the new primary
+}
+
+// decided reads Switchyard's log for the first topology naming leader
+// primary after keyAt, and returns how long after the key it came.
+func decided(logPath, leader string, keyAt time.Time) time.Duration {
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		var e struct {
+			Time    time.Time `json:"time"`
+			Msg     string    `json:"msg"`
+			Members string    `json:"members"`
+		}
+		if json.Unmarshal([]byte(line), &e) != nil || e.Msg != "topology" || e.Time.Before(keyAt.Add(-time.Second)) {
+			continue
+		}
+		if strings.Contains(" "+e.Members+" ", " "+leader+"=primary ") {
+			return e.Time.Sub(keyAt)
+		}
+	}
+	return -1
 }
 
 func measure(event string, proxies []*proxy, from, to, keyAt, writable time.Time, leaderPort int) []row {
 	var rows []row
 	for _, p := range proxies {
-		r := row{event: event, proxy: p.name, follow: -1, beyondWritable: -1, writableAfterKey: writable.Sub(keyAt)}
+		r := row{event: event, proxy: p.name, follow: -1, beyondWritable: -1, writableAfterKey: writable.Sub(keyAt), decided: -1}
 		firstNew := time.Time{}
 		for _, rec := range []*recorder{&p.persistent, &p.perOp} {
 			ops := rec.between(from, to)
@@ -296,11 +324,18 @@ func printRows(out io.Writer, rows []row) {
 		}
 		return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond))
 	}
-	fmt.Fprintln(out, "| event | proxy | rw on new leader after its key | after it was writable | longest write gap (persistent / per-connection) | failed writes | writes refused by a read-only node (25006) | ro reads served by a primary |")
-	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(out, "| event | proxy | routing decided after the key | rw on new leader after its key | after it was writable | longest write gap (persistent / per-connection) | failed writes | writes refused by a read-only node (25006) | ro reads served by a primary |")
+	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|")
 	for _, r := range rows {
-		fmt.Fprintf(out, "| %s (writable %s after key) | %s | %s | %s | %s / %s | %d | %d | %d of %d |\n",
-			r.event, ms(r.writableAfterKey), r.proxy, ms(r.follow), ms(r.beyondWritable),
+		decidedText := "n/a (health checks)"
+		if r.proxy == "Switchyard" {
+			decidedText = "not found in log"
+		}
+		if r.decided >= 0 {
+			decidedText = fmt.Sprintf("%.1f ms", float64(r.decided)/float64(time.Millisecond))
+		}
+		fmt.Fprintf(out, "| %s (writable %s after key) | %s | %s | %s | %s | %s / %s | %d | %d | %d of %d |\n",
+			r.event, ms(r.writableAfterKey), r.proxy, decidedText, ms(r.follow), ms(r.beyondWritable),
 			ms(r.gapPersistent), ms(r.gapPerOp), r.failed, r.demoted, r.roPrimary, r.roReads)
 	}
 }
