@@ -105,6 +105,13 @@ func (s *zkStore) waitAny(ctx context.Context, wait time.Duration) (bool, error)
 // readTree reads base's children and data, and members' children, arming
 // a watch on each that has none.
 func (s *zkStore) readTree() (Keys, error) {
+	for p, ch := range s.armed { // watches that fired unseen (a lost session) must be re-armed
+		select {
+		case <-ch:
+			delete(s.armed, p)
+		default:
+		}
+	}
 	keys := Keys{}
 	children, err := s.children(s.base)
 	if errors.Is(err, zk.ErrNoNode) {
