@@ -124,9 +124,9 @@ func testPatroni(t *testing.T, kind string) {
 	for _, y := range yards {
 		r, pr := reads[y].Load(), primaryReads[y].Load()
 		t.Logf("%s: ro reads during the switchover: %d, served by a primary: %d", y.name, r, pr)
-		// A watched leader key changes before the promotion; a poll of
-		// the API or the nodes learns of it up to an interval later.
-		if r == 0 || (pr > 0 && y.name != "patroni-api" && y.name != "probe") {
+		// A watched leader key changes before the promotion; polling
+		// modes learn of it later and check each replica session in-band.
+		if r == 0 || pr > 0 {
 			t.Errorf("%s: %d of %d ro reads were served by a primary, want 0 of more than 0", y.name, pr, r)
 		}
 	}

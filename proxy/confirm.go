@@ -30,6 +30,27 @@ func (s *session) needsConfirm() bool {
 		!s.replication && !s.backend.Since.IsZero() && time.Since(s.backend.Since) < confirmWindow
 }
 
+// needsReplicaConfirm reports whether a replica session must first see
+// its backend in recovery: with polling discovery, which learns of a
+// promotion only after it happened.
+func (s *session) needsReplicaConfirm() bool {
+	return s.srv.opts.ConfirmReplicas && s.backend.Role == router.RoleReplica && !s.replication
+}
+
+// confirmReplica checks, on the session's own connection, that the
+// backend is still in recovery.
+func (s *session) confirmReplica() error {
+	inRecovery, err := s.inRecovery()
+	if err != nil {
+		return err
+	}
+	if !inRecovery {
+		return newClientError(codeCannotConnectNow,
+			"server %q is no longer a replica (it left recovery); reconnect", s.backend.Name)
+	}
+	return nil
+}
+
 // confirmPrimary asks the server, on the session's own connection once it
 // is logged in, whether it is still in recovery, and retries for a short
 // while, so that no write reaches a member that the DCS names primary

@@ -157,6 +157,11 @@ func (s *session) login(ctx context.Context, cw *bufio.Writer) error {
 					return err
 				}
 			}
+			if s.needsReplicaConfirm() {
+				if err := s.confirmReplica(); err != nil {
+					return err
+				}
+			}
 			if _, err := cw.Write(msg); err != nil {
 				return onClient(err)
 			}

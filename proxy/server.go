@@ -50,6 +50,7 @@ type Options struct {
 	LoginTimeout    time.Duration
 	ShutdownTimeout time.Duration
 	ConfirmWait     time.Duration // how long a new write session waits for a new primary to leave recovery
+	ConfirmReplicas bool          // check every replica session's backend is in recovery (polling discovery)
 	MaxClients      int
 	Logger          *slog.Logger
 }

@@ -52,6 +52,9 @@ func New(cfg *config.Config, log *slog.Logger) (*App, error) {
 		ShutdownTimeout: cfg.Limits.ShutdownTimeout.Duration,
 		MaxClients:      cfg.Limits.MaxClients,
 		ConfirmWait:     cfg.Cluster.LeaderWait.Duration,
+		// Polling learns of a promotion after it happened; a watched
+		// leader key changes before it, so DCS modes need no check.
+		ConfirmReplicas: cfg.Cluster.Discovery == "patroni-api" || cfg.Cluster.Discovery == "probe",
 		Logger:          log,
 	}
 	if cfg.ClientTLSMode() != config.ClientTLSDisable {
