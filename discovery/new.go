@@ -53,8 +53,7 @@ func New(cfg *config.Config, publish Publish, log *slog.Logger) (Runner, error) 
 		w.src, w.name = storeSource{st}, storeName(cl)
 	case "patroni-api":
 		a := cl.PatroniAPI
-		w.src = &patroniAPI{urls: a.URLs, interval: a.Interval.Duration,
-			client: &http.Client{Timeout: cfg.Limits.ConnectTimeout.Duration}}
+		w.src = &patroniAPI{urls: a.URLs, client: &http.Client{Timeout: cfg.Limits.ConnectTimeout.Duration}}
 		w.name, w.wait, w.timeout = "patroni-api", a.Interval.Duration, cfg.Limits.ConnectTimeout.Duration
 	case "probe":
 		p := cl.Probe
@@ -70,7 +69,7 @@ func New(cfg *config.Config, publish Publish, log *slog.Logger) (Runner, error) 
 		for _, m := range p.Members {
 			members = append(members, router.Member{Name: m.Name, Addr: m.Address})
 		}
-		w.src = &probe{members: members, interval: p.Interval.Duration, timeout: cfg.Limits.ConnectTimeout.Duration,
+		w.src = &probe{members: members, timeout: cfg.Limits.ConnectTimeout.Duration,
 			config: probeConfig(p.User, password, p.Database, cfg.Limits.ConnectTimeout.Duration)}
 		w.name, w.wait, w.timeout = "probe", p.Interval.Duration, cfg.Limits.ConnectTimeout.Duration
 	default:

@@ -20,10 +20,9 @@ import (
 // may not talk to the DCS itself. URLs are tried in turn, starting with
 // the one that answered last.
 type patroniAPI struct {
-	urls     []string
-	interval time.Duration
-	client   *http.Client
-	good     int // index of the URL that answered last
+	urls   []string
+	client *http.Client
+	good   int // index of the URL that answered last
 }
 
 // apiCluster is Patroni's /cluster answer.
@@ -42,12 +41,8 @@ type apiCluster struct {
 
 func (p *patroniAPI) read(ctx context.Context, after uint64, wait time.Duration) (*router.Topology, uint64, error) {
 	if after > 0 {
-		t := time.NewTimer(min(p.interval, wait))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, 0, ctx.Err()
-		case <-t.C:
+		if err := pause(ctx, wait); err != nil { // the poll interval
+			return nil, 0, err
 		}
 	}
 	var errs []error

@@ -23,22 +23,17 @@ const probeSQL = `SELECT pg_catalog.pg_is_in_recovery(),
 // promotion), with no DCS. Exactly one member out of recovery is the
 // primary; two is a split brain and neither is routed writes.
 type probe struct {
-	members  []router.Member // Name and Addr
-	config   func(addr string) (*pgconn.Config, error)
-	interval time.Duration
-	timeout  time.Duration
+	members []router.Member // Name and Addr
+	config  func(addr string) (*pgconn.Config, error)
+	timeout time.Duration // for one member's connect and query
 
 	conns []*pgconn.PgConn // by member index; nil until connected
 }
 
 func (p *probe) read(ctx context.Context, after uint64, wait time.Duration) (*router.Topology, uint64, error) {
 	if after > 0 {
-		t := time.NewTimer(min(p.interval, wait))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, 0, ctx.Err()
-		case <-t.C:
+		if err := pause(ctx, wait); err != nil { // the poll interval
+			return nil, 0, err
 		}
 	}
 	if p.conns == nil {

@@ -2,7 +2,6 @@ package discovery
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -182,5 +181,15 @@ func summary(t *router.Topology) string {
 	return strings.Join(parts, " ")
 }
 
-// errNotConnected is returned by stores that know they have no session.
-var errNotConnected = errors.New("not connected")
+// pause waits d or until ctx ends: the poll interval of the polling
+// sources.
+func pause(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

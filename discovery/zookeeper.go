@@ -33,6 +33,9 @@ func newZKStore(servers []string, sessionTimeout time.Duration, base string) (*z
 	return &zkStore{conn: conn, base: strings.TrimSuffix(base, "/"), armed: map[string]<-chan zk.Event{}}, nil
 }
 
+// errNotConnected means the ZooKeeper client has no session right now.
+var errNotConnected = errors.New("not connected")
+
 type zkQuiet struct{}
 
 func (zkQuiet) Printf(string, ...any) {}

@@ -228,7 +228,6 @@ format = "json"
 				errs[o.err]++
 			}
 		}
-		fmt.Fprintf(os.Stderr, "%s persistent writes by port: %v\n", p.name, byPort(p.persistent.ops))
 		fmt.Fprintf(os.Stderr, "%s write errors: %v\n", p.name, errs)
 	}
 	fmt.Fprintf(out, "Patroni 3.0.2 on etcd 3.4, ttl %d, loop_wait %d; writers every 10 ms, reader every 10 ms.\n\n", ttl, loopWait)
@@ -501,14 +500,4 @@ func newLeader(ctx context.Context, p *testbed.Patroni, lw *testbed.LeaderWatch,
 		pause(ctx, 20*time.Millisecond)
 	}
 	return nil, time.Time{}, fmt.Errorf("no new leader key within %s", within)
-}
-
-func byPort(ops []op) map[int]int {
-	out := map[int]int{}
-	for _, o := range ops {
-		if o.ok {
-			out[o.port]++
-		}
-	}
-	return out
 }

@@ -2,7 +2,6 @@ package testbed
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
@@ -83,7 +82,7 @@ func WatchPromotion(node *PatroniNode) *Promotion {
 	p := &Promotion{cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
-		dsn := fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres sslmode=disable connect_timeout=2", node.PGPort)
+		dsn := node.dsn()
 		var c *pgconn.PgConn
 		defer func() {
 			if c != nil {
