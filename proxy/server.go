@@ -102,7 +102,7 @@ func (s *Server) Listen() error {
 	for _, l := range s.opts.Listeners {
 		ln, err := net.Listen("tcp", l.Address)
 		if err != nil {
-			s.closeListeners()
+			s.Close()
 			return fmt.Errorf("listener %q: %w", l.Name, err)
 		}
 		s.listeners = append(s.listeners, &listener{name: l.Name, role: l.Role, ln: ln})
@@ -120,7 +120,9 @@ func (s *Server) Addr(name string) net.Addr {
 	return nil
 }
 
-func (s *Server) closeListeners() {
+// Close releases the listeners. Serve calls it on shutdown; a caller that
+// gives up between Listen and Serve calls it itself.
+func (s *Server) Close() {
 	for _, l := range s.listeners {
 		l.ln.Close()
 	}
@@ -140,7 +142,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.log.Info("listening", "listener", l.name, "address", l.ln.Addr().String(), "role", l.role)
 	}
 	<-ctx.Done()
-	s.closeListeners()
+	s.Close()
 	accepting.Wait()
 
 	n := s.clients.Load()

@@ -64,12 +64,15 @@ func New(cfg *config.Config, log *slog.Logger) (*App, error) {
 		}
 		opts.TLSConfig = tc
 	}
-	disc, err := discovery.New(cfg, rt.Update, log)
-	if err != nil {
-		return nil, err
-	}
 	srv := proxy.New(opts)
 	if err := srv.Listen(); err != nil {
+		return nil, err
+	}
+	// Discovery comes last: a DCS client starts goroutines at once, and
+	// nothing after it may fail and leave them running.
+	disc, err := discovery.New(cfg, rt.Update, log)
+	if err != nil {
+		srv.Close()
 		return nil, err
 	}
 

@@ -173,6 +173,13 @@ func (d *DCS) Stop(i int) {
 	}
 }
 
+// Kill ends member i with SIGKILL, as a crash or a power loss would.
+func (d *DCS) Kill(i int) {
+	if p := d.members[i].proc; p != nil {
+		p.Stop(syscall.SIGKILL, 10*time.Second)
+	}
+}
+
 // Start starts member i again and waits until it serves clients.
 func (d *DCS) Start(ctx context.Context, i int) error {
 	if err := d.startMember(i); err != nil {
