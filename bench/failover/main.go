@@ -188,7 +188,7 @@ format = "json"
 	end := settle(ctx, proxies, cand.PGPort, 60*time.Second)
 	keyAt, _ := lw.At(cand.Name)
 	rows = append(rows, measure("switchover", proxies, start, end, keyAt, prom.At(), cand.PGPort)...)
-	rows[len(rows)-2].decided = decided(sy.LogPath(), cand.Name, keyAt)
+	rows[len(rows)-2].decided, rows[len(rows)-2].decidedFound = decided(sy.LogPath(), cand.Name, keyAt)
 	prom.Close()
 
 	// kill -9 of the leader's Patroni and postmaster.
@@ -219,7 +219,7 @@ format = "json"
 		p.Close()
 	}
 	rows = append(rows, measure("kill -9 leader", proxies, start, end, nextKey, writable, next.PGPort)...)
-	rows[len(rows)-2].decided = decided(sy.LogPath(), next.Name, nextKey)
+	rows[len(rows)-2].decided, rows[len(rows)-2].decidedFound = decided(sy.LogPath(), next.Name, nextKey)
 
 	for _, p := range proxies {
 		errs := map[string]int{}
@@ -243,14 +243,17 @@ type row struct {
 	failed, demoted, roPrimary, roReads int
 	writableAfterKey                    time.Duration
 	decided                             time.Duration // Switchyard: key → snapshot naming the new primary
+	decidedFound                        bool
 }
 
 // decided reads Switchyard's log for the first topology naming leader
-// primary after keyAt, and returns how long after the key it came.
-func decided(logPath, leader string, keyAt time.Time) time.Duration {
+// primary from a second before keyAt on, and returns how long after the
+// key it came. It is negative when Switchyard's watch delivered the key
+// before the bench's own watch did: both follow the same etcd event.
+func decided(logPath, leader string, keyAt time.Time) (time.Duration, bool) {
 	b, err := os.ReadFile(logPath)
 	if err != nil {
-		return -1
+		return 0, false
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		var e struct {
@@ -262,16 +265,16 @@ func decided(logPath, leader string, keyAt time.Time) time.Duration {
 			continue
 		}
 		if strings.Contains(" "+e.Members+" ", " "+leader+"=primary ") {
-			return e.Time.Sub(keyAt)
+			return e.Time.Sub(keyAt), true
 		}
 	}
-	return -1
+	return 0, false
 }
 
 func measure(event string, proxies []*proxy, from, to, keyAt, writable time.Time, leaderPort int) []row {
 	var rows []row
 	for _, p := range proxies {
-		r := row{event: event, proxy: p.name, follow: -1, beyondWritable: -1, writableAfterKey: writable.Sub(keyAt), decided: -1}
+		r := row{event: event, proxy: p.name, follow: -1, beyondWritable: -1, writableAfterKey: writable.Sub(keyAt)}
 		firstNew := time.Time{}
 		for _, rec := range []*recorder{&p.persistent, &p.perOp} {
 			ops := rec.between(from, to)
@@ -330,13 +333,15 @@ func printRows(out io.Writer, rows []row) {
 		if r.proxy == "Switchyard" {
 			decidedText = "not found in log"
 		}
-		if r.decided >= 0 {
+		if r.decidedFound {
 			decidedText = fmt.Sprintf("%.1f ms", float64(r.decided)/float64(time.Millisecond))
 		}
 		fmt.Fprintf(out, "| %s (writable %s after key) | %s | %s | %s | %s | %s / %s | %d | %d | %d of %d |\n",
 			r.event, ms(r.writableAfterKey), r.proxy, decidedText, ms(r.follow), ms(r.beyondWritable),
 			ms(r.gapPersistent), ms(r.gapPerOp), r.failed, r.demoted, r.roPrimary, r.roReads)
 	}
+	fmt.Fprintln(out, "\n\"Routing decided\" is Switchyard's topology log line minus the time the bench's own etcd watch saw the key;"+
+		" a negative value means Switchyard's watch delivered the same event first.")
 }
 
 // writeLoop writes every 10 ms through dsn, on one connection kept
