@@ -132,8 +132,8 @@ func testPatroni(t *testing.T, kind string) {
 		// session that logged in before the promotion can be served by
 		// the new primary (until the next poll ends it). The margin
 		// covers the 10 ms promotion poll and scheduling.
+		polling := y.name == "patroni-api" || y.name == "probe"
 		for _, at := range r.primary {
-			polling := y.name == "patroni-api" || y.name == "probe"
 			if !polling || at.After(writable.At().Add(100*time.Millisecond)) {
 				t.Errorf("%s: an ro session that logged in %v after %s became writable was served by it",
 					y.name, at.Sub(writable.At()).Round(time.Millisecond), candidate.Name)
