@@ -23,10 +23,12 @@ test-short: lint
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzStartup -fuzztime 60s ./proxy
 
+# gofmt, go vet, and go.mod tidy (direct dependencies not marked // indirect).
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	 if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 
 bench: deps build
 	$(GO) run ./bench/relay -switchyard bin/switchyard

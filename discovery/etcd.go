@@ -18,17 +18,10 @@ type etcdStore struct {
 	prefix string // "/service/demo/"
 }
 
-// EtcdOptions configure an etcd store.
-type EtcdOptions struct {
-	Endpoints          []string // host:port or URLs
-	Username, Password string
-	TLS                *tls.Config
-}
-
-func newEtcdStore(o EtcdOptions, prefix string) (*etcdStore, error) {
+func newEtcdStore(o EtcdOptions, tc *tls.Config, prefix string) (*etcdStore, error) {
 	eps := make([]string, len(o.Endpoints))
 	scheme := "http://"
-	if o.TLS != nil {
+	if tc != nil {
 		scheme = "https://"
 	}
 	for i, e := range o.Endpoints {
@@ -44,7 +37,7 @@ func newEtcdStore(o EtcdOptions, prefix string) (*etcdStore, error) {
 		Endpoints:            eps,
 		Username:             o.Username,
 		Password:             o.Password,
-		TLS:                  o.TLS,
+		TLS:                  tc,
 		DialKeepAliveTime:    5 * time.Second,
 		DialKeepAliveTimeout: 3 * time.Second,
 		Logger:               zap.NewNop(),

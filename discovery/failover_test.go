@@ -1,49 +1,20 @@
 package discovery_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/switchyard-proxy/switchyard/internal/app"
-	"github.com/switchyard-proxy/switchyard/internal/config"
 	"github.com/switchyard-proxy/switchyard/internal/testbed"
 )
 
 // yard is an in-process Switchyard with rw and ro listeners.
-type yard struct {
-	name string
-	cfg  *config.Config
-	app  *app.App
-	log  *syncBuffer
-	stop func()
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type yard = testbed.Yard
 
 // startYard runs Switchyard with the given [cluster] discovery section.
 func startYard(t *testing.T, name, cluster string) *yard {
@@ -67,33 +38,11 @@ fallback = "none"
 connect_timeout = "2s"
 shutdown_timeout = "2s"
 `
-	cfg, err := config.Load(strings.NewReader(text), name+".toml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	buf := &syncBuffer{}
-	log := slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	a, err := app.New(cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	y := &yard{name: name, cfg: cfg, app: a, log: buf, stop: func() { cancel(); <-done }}
-	t.Cleanup(func() {
-		y.stop()
-		if t.Failed() {
-			t.Logf("%s log:\n%s", name, buf.String())
-		}
-	})
-	return y
+	return testbed.StartYard(t, name, text)
 }
 
-func (y *yard) dsn(listener string) string {
-	_, port, _ := net.SplitHostPort(y.app.Addr(listener).String())
-	return "host=127.0.0.1 port=" + port + " user=postgres dbname=postgres sslmode=disable connect_timeout=5"
-}
+// dsn connects through y's listener as the superuser.
+func dsn(y *yard, listener string) string { return y.DSN(listener, testbed.UserSuper) }
 
 // where connects through listener and returns the server's port and
 // whether it is in recovery.
@@ -163,7 +112,7 @@ func reach(t *testing.T, y *yard, node *testbed.PatroniNode, within time.Duratio
 	go func() {
 		var last error
 		for ctx.Err() == nil {
-			port, rec, err := where(ctx, y.dsn("rw"))
+			port, rec, err := where(ctx, dsn(y, "rw"))
 			if err == nil && port == node.PGPort && !rec {
 				done <- result{at: time.Now()}
 				return
@@ -187,7 +136,7 @@ func reach(t *testing.T, y *yard, node *testbed.PatroniNode, within time.Duratio
 		defer cancel()
 		r := <-done
 		if r.at.IsZero() {
-			t.Fatalf("%s: rw did not reach %s within %s: %v", y.name, node.Name, within, r.last)
+			t.Fatalf("%s: rw did not reach %s within %s: %v", y.Name, node.Name, within, r.last)
 		}
 		return r.at
 	}

@@ -2,13 +2,10 @@ package discovery
 
 import (
 	"encoding/json"
-	"net"
-	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 
-	"github.com/switchyard-proxy/switchyard/router"
+	"github.com/switchyard-proxy/switchyard/discovery/topology"
 )
 
 // Keys is everything a DCS holds under one Patroni cluster's prefix, by
@@ -45,7 +42,7 @@ type patroniMember struct {
 //     leader, than cut by the shutdown.
 //
 // Members whose JSON does not parse are left out, never guessed.
-func decodePatroni(keys Keys) *router.Topology {
+func decodePatroni(keys Keys) *topology.Snapshot {
 	leader := strings.TrimSpace(string(keys["leader"]))
 	members := map[string]patroniMember{}
 	for k, v := range keys {
@@ -72,37 +69,33 @@ func decodePatroni(keys Keys) *router.Topology {
 	}
 	_ = json.Unmarshal(keys["config"], &cfg)
 
-	t := &router.Topology{Paused: cfg.Pause}
+	t := &topology.Snapshot{Paused: cfg.Pause}
 	for name, pm := range members {
-		m := router.Member{
+		m := topology.Member{
 			Name:          name,
 			Addr:          connAddr(pm.ConnURL),
 			State:         pm.State,
-			Healthy:       pm.State == "running" || pm.State == "streaming",
+			Healthy:       running(pm.State),
 			NoLoadBalance: tagTrue(pm.Tags, "noloadbalance"),
 			Sync:          sync[name],
-			Lag:           router.LagUnknown,
+			Lag:           topology.LagUnknown,
 		}
 		switch {
 		case name == leader && steppingDown:
 			m.Why = "is handing over to a new primary (switchover in progress)"
 		case name == leader && pm.Role != "demoted" && pm.Role != "standby_leader":
-			m.Role, m.Lag = router.RolePrimary, 0
+			m.Role, m.Lag = topology.RolePrimary, 0
 		case name == leader && pm.Role == "standby_leader":
-			m.Role = router.RoleReplica
+			m.Role = topology.RoleReplica
 		case pm.Role == "replica" || pm.Role == "standby" || pm.Role == "sync_standby":
-			m.Role = router.RoleReplica
+			m.Role = topology.RoleReplica
 		}
-		if m.Role == router.RoleReplica && known && pm.XLogLocation != nil {
+		if m.Role == topology.RoleReplica && known && pm.XLogLocation != nil {
 			m.Lag = max(0, leaderOptime-*pm.XLogLocation)
-		}
-		if m.Addr == "" {
-			m.Role, m.Healthy = router.RoleUnknown, false
 		}
 		t.Members = append(t.Members, m)
 	}
-	slices.SortFunc(t.Members, func(a, b router.Member) int { return strings.Compare(a.Name, b.Name) })
-	return t
+	return finish(t)
 }
 
 // switchoverFrom reports whether the failover key asks leader to step
@@ -151,27 +144,4 @@ func syncStandbys(raw []byte, leader string) map[string]bool {
 		}
 	}
 	return out
-}
-
-// connAddr turns Patroni's conn_url (postgres://host:port/db) into host:port.
-func connAddr(connURL string) string {
-	u, err := url.Parse(connURL)
-	if err != nil || u.Hostname() == "" {
-		return ""
-	}
-	port := u.Port()
-	if port == "" {
-		port = "5432"
-	}
-	return net.JoinHostPort(u.Hostname(), port)
-}
-
-func tagTrue(tags map[string]any, name string) bool {
-	switch v := tags[name].(type) {
-	case bool:
-		return v
-	case string:
-		return strings.EqualFold(v, "true")
-	}
-	return false
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/switchyard-proxy/switchyard/discovery"
+	"github.com/switchyard-proxy/switchyard/internal/app"
 	"github.com/switchyard-proxy/switchyard/internal/testbed"
 )
 
@@ -57,7 +58,11 @@ func testPatroni(t *testing.T, kind string) {
 			startYard(t, "patroni-api", "discovery = \"patroni-api\"\n[cluster.patroni_api]\ninterval = \"200ms\"\nurls = ["+strings.Join(urls, ", ")+"]\n"),
 			startYard(t, "probe", "discovery = \"probe\"\n[cluster.probe]\ninterval = \"200ms\"\nuser = \"postgres\"\nmembers = ["+strings.Join(probes, ", ")+"]\n"))
 	}
-	st, err := discovery.OpenStore(yards[0].cfg)
+	dopts, err := app.DiscoveryOptions(yards[0].Cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := discovery.OpenStore(dopts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,17 +78,17 @@ func testPatroni(t *testing.T, kind string) {
 	sessions := map[*yard]held{}
 	for _, y := range yards {
 		routedTo(t, y, leader, 20*time.Second)
-		h := held{rw: hold(t, y.dsn("rw")), ro: map[int]*pgconn.PgConn{}}
+		h := held{rw: hold(t, dsn(y, "rw")), ro: map[int]*pgconn.PgConn{}}
 		for range 4 {
-			c := hold(t, y.dsn("ro"))
+			c := hold(t, dsn(y, "ro"))
 			port, rec, err := ask(ctx, c)
 			if err != nil || !rec || port == leader.PGPort {
-				t.Fatalf("%s: ro served by port %d (in recovery %v, err %v)", y.name, port, rec, err)
+				t.Fatalf("%s: ro served by port %d (in recovery %v, err %v)", y.Name, port, rec, err)
 			}
 			h.ro[port] = c
 		}
 		if len(h.ro) != 2 {
-			t.Fatalf("%s: ro reached %d replicas, want 2", y.name, len(h.ro))
+			t.Fatalf("%s: ro reached %d replicas, want 2", y.Name, len(h.ro))
 		}
 		sessions[y] = h
 	}
@@ -113,18 +118,18 @@ func testPatroni(t *testing.T, kind string) {
 		// polling modes cannot, and PostgreSQL's shutdown ends it, with
 		// the same SQLSTATE.
 		want := `server "` + leader.Name + `" is no longer the primary`
-		if y.name == "patroni-api" || y.name == "probe" {
+		if y.Name == "patroni-api" || y.Name == "probe" {
 			want = ""
 		}
-		endedWith(t, y.name+" rw session on the old primary", h.rw, want)
-		endedWith(t, y.name+" ro session on the new primary", h.ro[candidate.PGPort], `server "`+candidate.Name+`" no longer serves listener "ro" as a replica: it was promoted to primary`)
+		endedWith(t, y.Name+" rw session on the old primary", h.rw, want)
+		endedWith(t, y.Name+" ro session on the new primary", h.ro[candidate.PGPort], `server "`+candidate.Name+`" no longer serves listener "ro" as a replica: it was promoted to primary`)
 	}
 	stopReaders()
 	for _, y := range yards {
 		r := tallies[y]
-		t.Logf("%s: ro reads during the switchover: %d, served by a primary: %d", y.name, r.reads, len(r.primary))
+		t.Logf("%s: ro reads during the switchover: %d, served by a primary: %d", y.Name, r.reads, len(r.primary))
 		if r.reads == 0 {
-			t.Errorf("%s: no ro read succeeded during the switchover", y.name)
+			t.Errorf("%s: no ro read succeeded during the switchover", y.Name)
 		}
 		// A watched leader key changes before the promotion: no ro read
 		// may reach the new primary. Polling modes learn of it after the
@@ -132,11 +137,11 @@ func testPatroni(t *testing.T, kind string) {
 		// session that logged in before the promotion can be served by
 		// the new primary (until the next poll ends it). The margin
 		// covers the 10 ms promotion poll and scheduling.
-		polling := y.name == "patroni-api" || y.name == "probe"
+		polling := y.Name == "patroni-api" || y.Name == "probe"
 		for _, at := range r.primary {
 			if !polling || at.After(writable.At().Add(100*time.Millisecond)) {
 				t.Errorf("%s: an ro session that logged in %v after %s became writable was served by it",
-					y.name, at.Sub(writable.At()).Round(time.Millisecond), candidate.Name)
+					y.Name, at.Sub(writable.At()).Round(time.Millisecond), candidate.Name)
 			}
 		}
 	}
@@ -186,10 +191,10 @@ func checkFollowed(t *testing.T, y *yard, lw *testbed.LeaderWatch, node *testbed
 	if writable.After(keyAt) && writable.Sub(keyAt) > 900*time.Millisecond {
 		from, what = writable, fmt.Sprintf("it became writable (%v after its key)", writable.Sub(keyAt).Round(time.Millisecond))
 	}
-	t.Logf("%s: rw reached %s %v after its leader key appeared (writable %v after the key)", y.name, node.Name,
+	t.Logf("%s: rw reached %s %v after its leader key appeared (writable %v after the key)", y.Name, node.Name,
 		routed.Sub(keyAt).Round(time.Millisecond), writable.Sub(keyAt).Round(time.Millisecond))
 	if routed.Sub(from) > time.Second {
-		t.Errorf("%s: rw reached %s %v after %s, want within 1s", y.name, node.Name, routed.Sub(from), what)
+		t.Errorf("%s: rw reached %s %v after %s, want within 1s", y.Name, node.Name, routed.Sub(from), what)
 	}
 }
 
@@ -240,7 +245,7 @@ func readLoops(yards []*yard) (map[*yard]*readTally, func()) {
 			defer wg.Done()
 			for ctx.Err() == nil {
 				rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
-				if c, err := pgconn.Connect(rctx, y.dsn("ro")); err == nil {
+				if c, err := pgconn.Connect(rctx, dsn(y, "ro")); err == nil {
 					loggedIn := time.Now()
 					if _, rec, err := ask(rctx, c); err == nil {
 						tallies[y].add(loggedIn, rec)
@@ -284,15 +289,15 @@ func dcsOutage(t *testing.T, d *testbed.DCS, p *testbed.Patroni, y *yard, leader
 	for i := range d.Addrs {
 		d.Kill(i)
 	}
-	grace := y.cfg.Cluster.DCSGrace.Duration
+	grace := y.Cfg.Cluster.DCSGrace.Duration
 	trusted := grace - grace/3 - 200*time.Millisecond // keep-last lasts at least this long after the kill
-	if port, _, err := where(ctx, y.dsn("rw")); err != nil || port != leader.PGPort {
+	if port, _, err := where(ctx, dsn(y, "rw")); err != nil || port != leader.PGPort {
 		t.Errorf("etcd down for %v, within dcs_grace: rw reached port %d (err %v), want %d",
 			time.Since(stopped).Round(time.Millisecond), port, err, leader.PGPort)
 	}
 	var refusedAt time.Time
 	for time.Since(stopped) < grace+30*time.Second {
-		_, _, err := where(ctx, y.dsn("rw"))
+		_, _, err := where(ctx, dsn(y, "rw"))
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && pe.Code == "57P03" {
 			refusedAt = time.Now()
@@ -315,7 +320,7 @@ func dcsOutage(t *testing.T, d *testbed.DCS, p *testbed.Patroni, y *yard, leader
 	for time.Now().Before(deadline) {
 		l, err := p.Leader(ctx)
 		if err == nil && l != nil {
-			if port, rec, err := where(ctx, y.dsn("rw")); err == nil && port == l.PGPort && !rec {
+			if port, rec, err := where(ctx, dsn(y, "rw")); err == nil && port == l.PGPort && !rec {
 				t.Logf("etcd back: rw routed to %s again %v after the restart", l.Name, time.Since(stopped).Round(time.Millisecond))
 				return
 			}

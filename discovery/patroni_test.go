@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/switchyard-proxy/switchyard/router"
+	"github.com/switchyard-proxy/switchyard/discovery/topology"
 )
 
 // member is the JSON Patroni 3.0.2 writes to members/<name>.
@@ -30,7 +30,7 @@ func patroniKeys() Keys {
 	}
 }
 
-func show(t *router.Topology) string {
+func show(t *topology.Snapshot) string {
 	s := ""
 	for _, m := range t.Members {
 		s += fmt.Sprintf("%s:%s@%s healthy=%v lag=%d nlb=%v sync=%v;", m.Name, m.Role, m.Addr, m.Healthy, m.Lag, m.NoLoadBalance, m.Sync)

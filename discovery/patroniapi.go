@@ -5,14 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/switchyard-proxy/switchyard/router"
+	"github.com/switchyard-proxy/switchyard/discovery/topology"
 )
 
 // patroniAPI polls GET /cluster on Patroni's REST API: the view of the
@@ -39,7 +37,7 @@ type apiCluster struct {
 	Pause bool `json:"pause"`
 }
 
-func (p *patroniAPI) read(ctx context.Context, after uint64, wait time.Duration) (*router.Topology, uint64, error) {
+func (p *patroniAPI) read(ctx context.Context, after uint64, wait time.Duration) (*topology.Snapshot, uint64, error) {
 	if after > 0 {
 		if err := pause(ctx, wait); err != nil { // the poll interval
 			return nil, 0, err
@@ -80,40 +78,32 @@ func (p *patroniAPI) get(ctx context.Context, base string) (*apiCluster, error) 
 	return &c, nil
 }
 
-func (c *apiCluster) topology() *router.Topology {
-	t := &router.Topology{Paused: c.Pause}
+func (c *apiCluster) topology() *topology.Snapshot {
+	t := &topology.Snapshot{Paused: c.Pause}
 	for _, am := range c.Members {
-		m := router.Member{
+		m := topology.Member{
 			Name:          am.Name,
 			State:         am.State,
-			Healthy:       am.State == "running" || am.State == "streaming",
+			Addr:          hostPort(am.Host, am.Port),
+			Healthy:       running(am.State),
 			NoLoadBalance: tagTrue(am.Tags, "noloadbalance"),
 			Sync:          am.Role == "sync_standby",
-			Lag:           router.LagUnknown,
-		}
-		if am.Host != "" {
-			port := am.Port
-			if port == 0 {
-				port = 5432
-			}
-			m.Addr = net.JoinHostPort(am.Host, strconv.Itoa(port))
+			Lag:           topology.LagUnknown,
 		}
 		switch am.Role {
 		case "leader", "master", "primary":
-			m.Role, m.Lag = router.RolePrimary, 0
+			m.Role, m.Lag = topology.RolePrimary, 0
 		case "replica", "sync_standby", "standby_leader":
-			m.Role = router.RoleReplica
+			m.Role = topology.RoleReplica
 			if n, err := strconv.ParseInt(string(am.Lag), 10, 64); err == nil {
 				m.Lag = n
 			}
 		}
-		if m.Addr == "" {
-			m.Role, m.Healthy = router.RoleUnknown, false
-		}
 		t.Members = append(t.Members, m)
 	}
-	slices.SortFunc(t.Members, func(a, b router.Member) int { return strings.Compare(a.Name, b.Name) })
-	return t
+	return finish(t)
 }
 
 func (p *patroniAPI) close() { p.client.CloseIdleConnections() }
+
+func (p *patroniAPI) polling() bool { return true }

@@ -9,7 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/switchyard-proxy/switchyard/router"
+	"github.com/switchyard-proxy/switchyard/discovery/topology"
 )
 
 // probeSQL answers "am I in recovery, and where is my WAL" in one row.
@@ -23,14 +23,14 @@ const probeSQL = `SELECT pg_catalog.pg_is_in_recovery(),
 // promotion), with no DCS. Exactly one member out of recovery is the
 // primary; two is a split brain and neither is routed writes.
 type probe struct {
-	members []router.Member // Name and Addr
+	members []topology.Member // Name and Addr
 	config  func(addr string) (*pgconn.Config, error)
 	timeout time.Duration // for one member's connect and query
 
 	conns []*pgconn.PgConn // by member index; nil until connected
 }
 
-func (p *probe) read(ctx context.Context, after uint64, wait time.Duration) (*router.Topology, uint64, error) {
+func (p *probe) read(ctx context.Context, after uint64, wait time.Duration) (*topology.Snapshot, uint64, error) {
 	if after > 0 {
 		if err := pause(ctx, wait); err != nil { // the poll interval
 			return nil, 0, err
@@ -39,7 +39,7 @@ func (p *probe) read(ctx context.Context, after uint64, wait time.Duration) (*ro
 	if p.conns == nil {
 		p.conns = make([]*pgconn.PgConn, len(p.members))
 	}
-	t := &router.Topology{Members: make([]router.Member, len(p.members))}
+	t := &topology.Snapshot{Members: make([]topology.Member, len(p.members))}
 	lsns := make([]int64, len(p.members))
 	var wg sync.WaitGroup
 	for i := range p.members {
@@ -47,15 +47,15 @@ func (p *probe) read(ctx context.Context, after uint64, wait time.Duration) (*ro
 		go func() {
 			defer wg.Done()
 			m := p.members[i]
-			m.Lag, m.Role, m.Healthy = router.LagUnknown, router.RoleUnknown, false
+			m.Lag, m.Role, m.Healthy = topology.LagUnknown, topology.RoleUnknown, false
 			inRecovery, lsn, err := p.ask(ctx, i)
 			if err != nil {
 				m.State = "unreachable: " + err.Error()
 			} else {
 				m.Healthy, m.State, lsns[i] = true, "running", lsn
-				m.Role = router.RolePrimary
+				m.Role = topology.RolePrimary
 				if inRecovery {
-					m.Role = router.RoleReplica
+					m.Role = topology.RoleReplica
 				}
 			}
 			t.Members[i] = m
@@ -67,7 +67,7 @@ func (p *probe) read(ctx context.Context, after uint64, wait time.Duration) (*ro
 	}
 	if pm, ok := t.Primary(); ok {
 		for i := range t.Members {
-			if m := &t.Members[i]; m.Role == router.RoleReplica {
+			if m := &t.Members[i]; m.Role == topology.RoleReplica {
 				m.Lag = max(0, lsns[indexOf(t.Members, pm.Name)]-lsns[i])
 			} else if m.Name == pm.Name {
 				m.Lag = 0
@@ -77,7 +77,7 @@ func (p *probe) read(ctx context.Context, after uint64, wait time.Duration) (*ro
 	return t, after + 1, nil
 }
 
-func indexOf(ms []router.Member, name string) int {
+func indexOf(ms []topology.Member, name string) int {
 	for i, m := range ms {
 		if m.Name == name {
 			return i
@@ -144,3 +144,5 @@ func probeConfig(user, password, database string, connectTimeout time.Duration) 
 		return cfg, nil
 	}
 }
+
+func (p *probe) polling() bool { return true }

@@ -1,113 +1,187 @@
-// Package discovery turns a source of cluster facts into a stream of whole,
-// immutable topology snapshots for the router.
-//
-// This version has one source, Static: the members and roles written in the
-// config, with each member's health from a TCP check. The DCS watchers
-// (etcd, Consul, ZooKeeper) will publish through the same Publish func.
 package discovery
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
-	"github.com/switchyard-proxy/switchyard/router"
+	"github.com/switchyard-proxy/switchyard/discovery/topology"
 )
-
-// Publish receives each new snapshot; router.Router.Update fits.
-type Publish func(*router.Topology)
 
 // DialFunc opens a connection; net.Dialer.DialContext fits.
 type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 
-// Static publishes a fixed member list and re-publishes it whenever a
-// member's reachability changes, like HAProxy's "check" on a server line.
-type Static struct {
-	Members  []router.Member
-	Interval time.Duration // between checks; default 1 s
-	Publish  Publish
-	Logger   *slog.Logger
-	DialFunc DialFunc
+// StaticOptions configure a fixed member list with TCP health checks,
+// like HAProxy's "check fall 3 rise 2" on a server line.
+type StaticOptions struct {
+	Members  []topology.Member // Name, Addr, Role, NoLoadBalance
+	Interval time.Duration     // between checks; default 1 s
+	// Fall is how many checks in a row must fail before a member is down
+	// and its sessions end (default 3). After one failed check a member
+	// is suspect: it gets no new sessions, and keeps the ones it has.
+	Fall int
+	// Rise is how many checks in a row must pass before a down member
+	// serves again (default 2).
+	Rise int
+	Dial DialFunc // default net.Dialer
 }
 
-// Run publishes the first snapshot at once (every member assumed healthy)
-// and then checks the members every Interval until ctx is done.
-func (s *Static) Run(ctx context.Context) error {
-	interval := s.Interval
-	if interval <= 0 {
-		interval = time.Second
-	}
-	log := s.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	dial := s.DialFunc
-	if dial == nil {
-		dial = (&net.Dialer{}).DialContext
-	}
-	members := make([]router.Member, len(s.Members))
-	copy(members, s.Members)
-	for i := range members {
-		members[i].Healthy = true
-	}
-	rev := uint64(1)
-	s.Publish(&router.Topology{Revision: rev, Members: members})
+// static is the source for a fixed member list. Its first read trusts
+// every member; each later read waits the check interval, checks every
+// member and applies fall and rise. A check that fails for a local reason
+// (out of descriptors or ephemeral ports) says nothing about the member
+// and changes nothing.
+type static struct {
+	members  []topology.Member
+	health   []checkState
+	interval time.Duration
+	timeout  time.Duration // for one check
+	fall     int
+	rise     int
+	dial     DialFunc
+	log      *slog.Logger
+}
 
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-timer.C:
+// checkState counts a member's consecutive check results.
+type checkState struct {
+	fails, passes int
+	down          bool
+}
+
+// checkResult is one TCP check.
+type checkResult uint8
+
+const (
+	checkPassed checkResult = iota
+	checkFailed
+	checkLocal // failed on our side: no verdict on the member
+)
+
+func newStatic(o StaticOptions, log *slog.Logger) *static {
+	s := &static{
+		members:  make([]topology.Member, len(o.Members)),
+		health:   make([]checkState, len(o.Members)),
+		interval: o.Interval,
+		fall:     o.Fall,
+		rise:     o.Rise,
+		dial:     o.Dial,
+		log:      log,
+	}
+	copy(s.members, o.Members)
+	if s.interval <= 0 {
+		s.interval = time.Second
+	}
+	s.timeout = min(s.interval, 2*time.Second)
+	if s.fall <= 0 {
+		s.fall = 3
+	}
+	if s.rise <= 0 {
+		s.rise = 2
+	}
+	if s.dial == nil {
+		s.dial = (&net.Dialer{}).DialContext
+	}
+	for i := range s.members {
+		s.members[i].Healthy = true
+	}
+	return s
+}
+
+func (s *static) read(ctx context.Context, after uint64, wait time.Duration) (*topology.Snapshot, uint64, error) {
+	if after > 0 {
+		if err := pause(ctx, wait); err != nil {
+			return nil, 0, err
 		}
-		health := check(ctx, dial, members, min(interval, 2*time.Second))
+		results := s.check(ctx)
 		if ctx.Err() != nil {
-			return nil
+			return nil, 0, ctx.Err()
 		}
-		changed := false
-		next := make([]router.Member, len(members))
-		copy(next, members)
-		for i, ok := range health {
-			if next[i].Healthy == ok {
-				continue
-			}
-			changed = true
-			next[i].Healthy = ok
-			if ok {
-				log.Info("member is reachable again", "member", next[i].Name, "address", next[i].Addr)
-			} else {
-				log.Warn("member is unreachable", "member", next[i].Name, "address", next[i].Addr)
-			}
+		for i, r := range results {
+			s.apply(i, r)
 		}
-		if changed {
-			rev++
-			members = next
-			s.Publish(&router.Topology{Revision: rev, Members: members})
+	}
+	t := &topology.Snapshot{Members: make([]topology.Member, len(s.members))}
+	copy(t.Members, s.members)
+	return t, after + 1, nil
+}
+
+// apply moves member i through up → suspect → down → up by one result.
+func (s *static) apply(i int, r checkResult) {
+	m, h := &s.members[i], &s.health[i]
+	switch r {
+	case checkLocal:
+		return
+	case checkPassed:
+		h.fails = 0
+		m.Suspect = false
+		if !h.down {
+			return
 		}
-		timer.Reset(interval)
+		if h.passes++; h.passes >= s.rise {
+			h.down, h.passes, m.Healthy = false, 0, true
+			s.log.Info("member is reachable again", "member", m.Name, "address", m.Addr, "rise", s.rise)
+		}
+	case checkFailed:
+		h.passes = 0
+		if h.down {
+			return
+		}
+		h.fails++
+		if h.fails >= s.fall {
+			h.down, m.Healthy, m.Suspect = true, false, false
+			s.log.Warn("member is unreachable: its sessions end", "member", m.Name, "address", m.Addr, "fall", s.fall)
+			return
+		}
+		if !m.Suspect {
+			s.log.Info("member failed a health check: no new sessions until it passes one",
+				"member", m.Name, "address", m.Addr, "fails", h.fails, "fall", s.fall)
+		}
+		m.Suspect = true
 	}
 }
 
-// check dials every member concurrently and reports which answered.
-func check(ctx context.Context, dial DialFunc, members []router.Member, timeout time.Duration) []bool {
-	out := make([]bool, len(members))
+// check dials every member concurrently.
+func (s *static) check(ctx context.Context) []checkResult {
+	out := make([]checkResult, len(s.members))
 	var wg sync.WaitGroup
-	for i, m := range members {
+	for i, m := range s.members {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cctx, cancel := context.WithTimeout(ctx, timeout)
+			cctx, cancel := context.WithTimeout(ctx, s.timeout)
 			defer cancel()
-			c, err := dial(cctx, "tcp", m.Addr)
-			if err == nil {
+			c, err := s.dial(cctx, "tcp", m.Addr)
+			switch {
+			case err == nil:
 				c.Close()
-				out[i] = true
+				out[i] = checkPassed
+			case localFailure(err):
+				s.log.Warn("health check could not run here; no verdict on the member", "member", m.Name, "err", err)
+				out[i] = checkLocal
+			default:
+				out[i] = checkFailed
 			}
 		}()
 	}
 	wg.Wait()
 	return out
 }
+
+// localFailure reports whether a dial failed for a reason on this host —
+// out of file descriptors, memory or ephemeral ports — rather than
+// because the member did not answer.
+func localFailure(err error) bool {
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.EADDRNOTAVAIL, syscall.ENOBUFS, syscall.ENOMEM} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *static) polling() bool { return false }
+func (s *static) close()        {}

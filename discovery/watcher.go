@@ -8,11 +8,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/switchyard-proxy/switchyard/router"
+	"github.com/switchyard-proxy/switchyard/discovery/topology"
 )
 
 // source is one way of learning the cluster: a DCS store with Patroni's
-// layout, Patroni's REST API, or probing the nodes.
+// layout, Patroni's REST API, probing the nodes, or a static list.
 //
 // read returns the whole current state and a token for it. With after set
 // to the token of the previous successful read, it first waits up to wait
@@ -20,14 +20,18 @@ import (
 // with after = 0 it reads at once. An error means the source could not be
 // reached; the watcher then reads again from scratch.
 type source interface {
-	read(ctx context.Context, after uint64, wait time.Duration) (*router.Topology, uint64, error)
+	read(ctx context.Context, after uint64, wait time.Duration) (*topology.Snapshot, uint64, error)
+	// polling reports whether the source learns of a promotion only after
+	// it happened (it asks the nodes or their agents), rather than from a
+	// leader key that changes before it.
+	polling() bool
 	close()
 }
 
 // storeSource adapts a DCS Store: it decodes Patroni's keys.
 type storeSource struct{ Store }
 
-func (s storeSource) read(ctx context.Context, after uint64, wait time.Duration) (*router.Topology, uint64, error) {
+func (s storeSource) read(ctx context.Context, after uint64, wait time.Duration) (*topology.Snapshot, uint64, error) {
 	keys, tok, err := s.Read(ctx, after, wait)
 	if err != nil {
 		return nil, 0, err
@@ -35,7 +39,8 @@ func (s storeSource) read(ctx context.Context, after uint64, wait time.Duration)
 	return decodePatroni(keys), tok, nil
 }
 
-func (s storeSource) close() { s.Close() }
+func (s storeSource) polling() bool { return false }
+func (s storeSource) close()        { s.Close() }
 
 // Store is what a DCS adapter does: read every key under the cluster's
 // prefix, first waiting up to wait for a change since the read that
@@ -61,12 +66,20 @@ type Watcher struct {
 	log        *slog.Logger
 }
 
+// Polling reports whether the source learns of a promotion only after it
+// happened (patroni-api, probe), so that new replica sessions must check
+// in-band that their node is still in recovery.
+func (w *Watcher) Polling() bool { return w.src.polling() }
+
+// Name says which source the watcher runs, for logs and the stats page.
+func (w *Watcher) Name() string { return w.name }
+
 // Run watches until ctx ends, and returns ctx's error.
 func (w *Watcher) Run(ctx context.Context) error {
 	defer w.src.close()
 	var (
 		after     uint64
-		last      *router.Topology // last snapshot read, as read
+		last      *topology.Snapshot // last snapshot read, as read
 		rev       uint64
 		lastOK    time.Time
 		failSince time.Time // zero while the source answers
@@ -135,13 +148,13 @@ func (w *Watcher) Run(ctx context.Context) error {
 
 // withoutPrimary is t with its primary demoted to unknown: writes route
 // nowhere, reads keep going to the replicas last seen.
-func withoutPrimary(t *router.Topology, rev uint64) *router.Topology {
+func withoutPrimary(t *topology.Snapshot, rev uint64) *topology.Snapshot {
 	out := *t
 	out.Revision = rev
-	out.Members = make([]router.Member, len(t.Members))
+	out.Members = make([]topology.Member, len(t.Members))
 	for i, m := range t.Members {
-		if m.Role == router.RolePrimary {
-			m.Role, m.Why = router.RoleUnknown, "cannot be confirmed: the discovery source is unreachable beyond dcs_grace"
+		if m.Role == topology.RolePrimary {
+			m.Role, m.Why = topology.RoleUnknown, "cannot be confirmed: the discovery source is unreachable beyond dcs_grace"
 		}
 		out.Members[i] = m
 	}
@@ -150,7 +163,7 @@ func withoutPrimary(t *router.Topology, rev uint64) *router.Topology {
 
 // logChange logs a new snapshot: at info when who does what changed, at
 // debug when only details (lag) did.
-func (w *Watcher) logChange(old, t *router.Topology, reopened bool) {
+func (w *Watcher) logChange(old, t *topology.Snapshot, reopened bool) {
 	level := slog.LevelDebug
 	if old == nil || reopened || summary(old) != summary(t) {
 		level = slog.LevelInfo
@@ -160,7 +173,7 @@ func (w *Watcher) logChange(old, t *router.Topology, reopened bool) {
 }
 
 // summary is a short text of every member's role and health.
-func summary(t *router.Topology) string {
+func summary(t *topology.Snapshot) string {
 	if len(t.Members) == 0 {
 		return "none"
 	}
@@ -169,6 +182,9 @@ func summary(t *router.Topology) string {
 		s := m.Name + "=" + m.Role.String()
 		if !m.Healthy {
 			s += "(down)"
+		}
+		if m.Suspect {
+			s += "(suspect)"
 		}
 		if m.NoLoadBalance {
 			s += "(noloadbalance)"

@@ -1,7 +1,6 @@
-package discovery
+package discovery_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -10,73 +9,80 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchyard-proxy/switchyard/router"
+	"github.com/switchyard-proxy/switchyard/discovery"
+	"github.com/switchyard-proxy/switchyard/discovery/topology"
+	"github.com/switchyard-proxy/switchyard/internal/testbed"
 )
 
-// fakeSource is an in-memory source: it answers with the current keys, or
-// fails while down.
-type fakeSource struct {
+// snapshots records what a watcher publishes.
+type snapshots struct {
 	mu   sync.Mutex
-	keys Keys
-	down bool
+	list []*topology.Snapshot
 }
 
-func (f *fakeSource) set(change func(*fakeSource)) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	change(f)
+func (s *snapshots) publish(t *topology.Snapshot) {
+	s.mu.Lock()
+	s.list = append(s.list, t)
+	s.mu.Unlock()
 }
 
-func (f *fakeSource) read(ctx context.Context, after uint64, wait time.Duration) (*router.Topology, uint64, error) {
-	timer := time.NewTimer(min(wait, 5*time.Millisecond))
-	defer timer.Stop()
-	if after > 0 {
+func (s *snapshots) last() *topology.Snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.list) == 0 {
+		return nil
+	}
+	return s.list[len(s.list)-1]
+}
+
+func (s *snapshots) first() *topology.Snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.list) == 0 {
+		return nil
+	}
+	return s.list[0]
+}
+
+// run starts w and stops it at the end of the test, checking it returns
+// the context's error.
+func run(t *testing.T, w *discovery.Watcher) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
 		select {
-		case <-ctx.Done():
-			return nil, 0, ctx.Err()
-		case <-timer.C:
+		case err := <-done:
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("Run returned %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Error("Run did not stop on cancel")
 		}
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.down {
-		return nil, 0, errors.New("connection refused")
-	}
-	return decodePatroni(f.keys), after + 1, nil
+	})
 }
-
-func (f *fakeSource) close() {}
 
 func TestWatcherKeepLastThenFailClosed(t *testing.T) {
 	for _, mode := range []string{"keep-last", "fail-closed"} {
 		t.Run(mode, func(t *testing.T) {
-			src := &fakeSource{keys: patroniKeys()}
-			var logs bytes.Buffer
-			var logMu sync.Mutex
+			src := discovery.NewFakeSource(discovery.PatroniKeys())
+			logs := &testbed.LogBuffer{}
 			snaps := &snapshots{}
-			w := &Watcher{src: src, name: "fake", publish: snaps.publish, failClosed: mode == "fail-closed",
-				grace: 300 * time.Millisecond, wait: 20 * time.Millisecond, timeout: time.Second,
-				log: slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, nil))}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- w.Run(ctx) }()
-			defer func() {
-				cancel()
-				if err := <-done; !errors.Is(err, context.Canceled) {
-					t.Errorf("Run returned %v", err)
-				}
-			}()
+			w := discovery.NewTestWatcher(src, snaps.publish, mode == "fail-closed", 300*time.Millisecond, 20*time.Millisecond,
+				slog.New(slog.NewTextHandler(logs, nil)))
+			run(t, w)
 			hasPrimary := func() bool { _, ok := snaps.last().Primary(); return ok }
-			waitFor(t, "first snapshot", func() bool { return snaps.last() != nil && hasPrimary() })
+			testbed.Eventually(t, 5*time.Second, "first snapshot", func() bool { return snaps.last() != nil && hasPrimary() })
 			rev := snaps.last().Revision
 			time.Sleep(50 * time.Millisecond) // unchanged reads publish nothing
 			if snaps.last().Revision != rev {
 				t.Fatalf("an unchanged source published revision %d", snaps.last().Revision)
 			}
 
-			src.set(func(f *fakeSource) { f.down = true })
+			src.SetDown(true)
 			down := time.Now()
-			waitFor(t, "fail-closed snapshot", func() bool { return !hasPrimary() })
+			testbed.Eventually(t, 5*time.Second, "fail-closed snapshot", func() bool { return !hasPrimary() })
 			held := time.Since(down)
 			if mode == "keep-last" && held < 250*time.Millisecond {
 				t.Errorf("keep-last dropped the primary after %v, before dcs_grace (300ms)", held)
@@ -89,7 +95,7 @@ func TestWatcherKeepLastThenFailClosed(t *testing.T) {
 			}
 			reps := 0
 			for _, m := range snaps.last().Members {
-				if m.Role == router.RoleReplica {
+				if m.Role == topology.RoleReplica {
 					reps++
 				}
 			}
@@ -97,28 +103,14 @@ func TestWatcherKeepLastThenFailClosed(t *testing.T) {
 				t.Errorf("fail-closed kept %d replicas, want 2 (reads go on)", reps)
 			}
 			time.Sleep(100 * time.Millisecond) // more failed retries
-			src.set(func(f *fakeSource) { f.down = false })
-			waitFor(t, "routing resumed", hasPrimary)
+			src.SetDown(false)
+			testbed.Eventually(t, 5*time.Second, "routing resumed", hasPrimary)
 
-			logMu.Lock()
-			text := logs.String()
-			logMu.Unlock()
 			for _, msg := range []string{"discovery source unreachable", "discovery source silent beyond dcs_grace", "discovery source answers again"} {
-				if n := strings.Count(text, msg); n != 1 {
-					t.Errorf("%q logged %d times, want once:\n%s", msg, n, text)
+				if n := len(logs.Matching(msg)); n != 1 {
+					t.Errorf("%q logged %d times, want once:\n%s", msg, n, logs.String())
 				}
 			}
 		})
 	}
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (l lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }

@@ -1,5 +1,6 @@
-// Package pool owns server connections: establishing them now, pooling them
-// (session and transaction modes) later.
+// Package pool owns server connections: establishing them (Dialer), the
+// connection type relay and pooling share (Conn), and, next, pools of
+// them for session and transaction modes.
 package pool
 
 import (
@@ -13,12 +14,17 @@ import (
 	"time"
 )
 
-// TLS modes for proxy-to-server connections, as in libpq's sslmode.
+// TLSMode is the proxy-to-server TLS policy, as libpq's sslmode.
+type TLSMode uint8
+
+// TLS modes; the zero value is prefer, libpq's default.
 const (
-	TLSDisable = "disable"
-	TLSPrefer  = "prefer"
-	TLSRequire = "require"
+	TLSPrefer  TLSMode = iota // TLS when the server offers it
+	TLSDisable                // never
+	TLSRequire                // always, without verifying the server
 )
+
+func (m TLSMode) String() string { return [...]string{"prefer", "disable", "require"}[m] }
 
 // ErrServerNoTLS is returned when TLS is required but the server refuses it.
 var ErrServerNoTLS = errors.New("server does not support TLS")
@@ -31,7 +37,7 @@ type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 // 5 s timeout and prefers TLS.
 type Dialer struct {
 	Timeout time.Duration
-	TLSMode string // TLSDisable | TLSPrefer | TLSRequire; "" means prefer
+	TLSMode TLSMode
 	// TLSConfig is cloned for each connection; nil means encrypt without
 	// verifying the server, like libpq's sslmode=require.
 	TLSConfig *tls.Config
@@ -44,14 +50,6 @@ func (d *Dialer) ConnectTimeout() time.Duration {
 		return d.Timeout
 	}
 	return 5 * time.Second
-}
-
-// DialPlain opens a TCP connection to addr within the connect timeout,
-// without TLS (for CancelRequests, which libpq also sends in plaintext).
-func (d *Dialer) DialPlain(ctx context.Context, addr string) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(ctx, d.ConnectTimeout())
-	defer cancel()
-	return d.dialTCP(ctx, addr)
 }
 
 func (d *Dialer) dialTCP(ctx context.Context, addr string) (net.Conn, error) {

@@ -1,4 +1,4 @@
-package pool
+package pool_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/switchyard-proxy/switchyard/internal/testbed"
+	"github.com/switchyard-proxy/switchyard/pool"
 )
 
 // server answers an SSLRequest with answer, then (for 'S') a TLS
@@ -56,18 +57,18 @@ func server(t *testing.T, answer byte) (addr string, encrypted chan bool) {
 func TestDialTLSModes(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range []struct {
-		mode    string
+		mode    pool.TLSMode
 		answer  byte
 		wantTLS bool
 		wantErr error
 	}{
-		{TLSPrefer, 'S', true, nil},
-		{TLSPrefer, 'N', false, nil},
-		{TLSRequire, 'S', true, nil},
-		{TLSRequire, 'N', false, ErrServerNoTLS},
+		{pool.TLSPrefer, 'S', true, nil},
+		{pool.TLSPrefer, 'N', false, nil},
+		{pool.TLSRequire, 'S', true, nil},
+		{pool.TLSRequire, 'N', false, pool.ErrServerNoTLS},
 	} {
 		addr, encrypted := server(t, tc.answer)
-		d := &Dialer{TLSMode: tc.mode, Timeout: 5 * time.Second}
+		d := &pool.Dialer{TLSMode: tc.mode, Timeout: 5 * time.Second}
 		c, err := d.Dial(ctx, addr)
 		if !errors.Is(err, tc.wantErr) {
 			t.Fatalf("%s/%c: err %v, want %v", tc.mode, tc.answer, err, tc.wantErr)
@@ -97,7 +98,7 @@ func TestDialTimeout(t *testing.T) {
 			io.Copy(io.Discard, c)
 		}
 	}()
-	d := &Dialer{Timeout: 200 * time.Millisecond}
+	d := &pool.Dialer{Timeout: 200 * time.Millisecond}
 	start := time.Now()
 	if _, err := d.Dial(context.Background(), ln.Addr().String()); err == nil {
 		t.Fatal("want a timeout")

@@ -9,6 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/switchyard-proxy/switchyard/discovery/topology"
+	"github.com/switchyard-proxy/switchyard/internal/wire"
 	"github.com/switchyard-proxy/switchyard/router"
 )
 
@@ -26,15 +28,15 @@ var recoveryQuery, _ = (&pgproto3.Query{String: "SELECT pg_catalog.pg_is_in_reco
 // needsConfirm reports whether the session, about to be handed to its
 // backend, must first see the backend out of recovery.
 func (s *session) needsConfirm() bool {
-	return s.backend.Role == router.RolePrimary && s.ln.role != "replica" && s.ln.role != "sync" &&
-		!s.replication && !s.backend.Since.IsZero() && time.Since(s.backend.Since) < confirmWindow
+	return s.backend.Role == topology.RolePrimary && s.ln.role != router.Replica && s.ln.role != router.Sync &&
+		!s.startup.replication() && !s.backend.Since.IsZero() && time.Since(s.backend.Since) < confirmWindow
 }
 
 // needsReplicaConfirm reports whether a replica session must first see
 // its backend in recovery: with polling discovery, which learns of a
 // promotion only after it happened.
 func (s *session) needsReplicaConfirm() bool {
-	return s.srv.opts.ConfirmReplicas && s.backend.Role == router.RoleReplica && !s.replication
+	return s.srv.opts.ConfirmReplicas && s.backend.Role == topology.RoleReplica && !s.startup.replication()
 }
 
 // confirmReplica checks, on the session's own connection, that the
@@ -96,7 +98,7 @@ func (s *session) inRecovery() (bool, error) {
 		failure error
 	)
 	for {
-		msg, err := readMessage(s.sr, maxServerLoginMsg)
+		msg, err := wire.ReadMessage(s.server.R, maxServerLoginMsg)
 		if err != nil {
 			return false, onServer(err)
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/switchyard-proxy/switchyard/discovery/topology"
 	"github.com/switchyard-proxy/switchyard/router"
 )
 
@@ -19,18 +20,21 @@ const (
 	codeFeatureNotSupported  = "0A000"
 	codeInvalidAuthorization = "28000"
 	codeTooManyConnections   = "53300"
-	codeCannotConnectNow     = "57P03"
+	codeQueryCanceled        = "57014"
 	codeAdminShutdown        = "57P01"
+	codeCannotConnectNow     = "57P03"
 	codeInternal             = "XX000"
 )
 
 // clientError is a failure a client sees as a FATAL ErrorResponse. Message
-// is for people; nothing internal goes into it.
+// and Detail are for people; nothing internal (addresses, member lists)
+// goes into them: that is what cause and the log are for.
 type clientError struct {
 	Code    string
 	Message string
 	Detail  string
 	cause   error // for the log only
+	v2      bool  // the client speaks protocol 1 or 2: an 'E' and a NUL-terminated text
 }
 
 func (e *clientError) Error() string {
@@ -49,6 +53,52 @@ func (e *clientError) Unwrap() error { return e.cause }
 func newClientError(code, format string, args ...any) *clientError {
 	return &clientError{Code: code, Message: fmt.Sprintf(format, args...)}
 }
+
+// KillCause is why Switchyard ended a live session: a member lost the
+// role the session was routed for, a shutdown, later an admin command or
+// a pool drain. The client gets it as a FATAL ErrorResponse with this
+// SQLSTATE and message.
+type KillCause struct {
+	SQLState string
+	Message  string
+}
+
+func (k *KillCause) Error() string { return k.Message }
+
+// RoleLost is the cause that ends a session whose member lost the role
+// it was chosen for: 57P01, naming the member and what it lost.
+func RoleLost(l *router.Loss) *KillCause {
+	if l.Role == topology.RolePrimary {
+		return &KillCause{SQLState: codeAdminShutdown, Message: fmt.Sprintf(
+			"terminating connection because server %q is no longer the primary: it %s; reconnect to reach the current primary",
+			l.Backend, l.Why)}
+	}
+	return &KillCause{SQLState: codeAdminShutdown, Message: fmt.Sprintf(
+		"terminating connection because server %q no longer serves listener %q as a %s: it %s; reconnect",
+		l.Backend, l.Listener, l.Role, l.Why)}
+}
+
+// shutdownCause ends the sessions left when shutdown_timeout runs out.
+var shutdownCause = &KillCause{SQLState: codeAdminShutdown,
+	Message: "terminating connection because Switchyard is shutting down"}
+
+// Phase deadlines. errLoginTimeout becomes 57014; errStartupTimeout ends
+// the connection without a word, as PostgreSQL does when no startup
+// packet arrives.
+var (
+	errStartupTimeout = errors.New("no startup packet within limits.startup_timeout")
+	errLoginTimeout   = errors.New("login not completed within limits.client_login_timeout")
+)
+
+// errServerRejected ends a login the server refused; the client already
+// has the server's own ErrorResponse.
+var errServerRejected = errors.New("server refused the login")
+
+// silentError ends a connection without a reply, where PostgreSQL itself
+// closes silently (a bad first packet); the reason is logged.
+type silentError struct{ reason string }
+
+func (e *silentError) Error() string { return e.reason }
 
 // Side says which end of a session an I/O error came from.
 type Side string
@@ -89,29 +139,64 @@ func isClosed(err error) bool {
 		errors.As(err, &ne)
 }
 
+// protocolError is a peer sending something that is not pgwire.
+type protocolError struct{ err error }
+
+func (e *protocolError) Error() string { return "protocol violation: " + e.err.Error() }
+func (e *protocolError) Unwrap() error { return e.err }
+
+// renderable reports whether the client should be told about err: not
+// when the client itself went away, the server already sent its own
+// error, or PostgreSQL would close without a word.
+func renderable(err error) bool {
+	var (
+		ce *clientError
+		kc *KillCause
+		se *silentError
+	)
+	switch {
+	case errors.As(err, &se):
+		return false
+	case errors.As(err, &ce), errors.As(err, &kc), errors.Is(err, errLoginTimeout):
+		return true
+	case errors.Is(err, errServerRejected):
+		return false
+	}
+	return sideOf(err) == SideServer
+}
+
 // errorResponse renders err, the reason a session is ending, as the FATAL
 // ErrorResponse its client gets. This is the only place errors become
 // wire messages.
 func errorResponse(err error) *pgproto3.ErrorResponse {
 	var (
 		ce *clientError
-		kc *router.KillCause
+		kc *KillCause
 	)
+	e := &pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL"}
 	switch {
 	case errors.As(err, &kc):
-		return &pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: kc.SQLState, Message: kc.Message}
+		e.Code, e.Message = kc.SQLState, kc.Message
 	case errors.As(err, &ce):
-		return &pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: ce.Code, Message: ce.Message, Detail: ce.Detail}
+		e.Code, e.Message, e.Detail = ce.Code, ce.Message, ce.Detail
+	case errors.Is(err, errLoginTimeout):
+		e.Code, e.Message = codeQueryCanceled, "canceling login: not completed within limits.client_login_timeout"
 	case sideOf(err) == SideServer:
-		return &pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: codeConnectionFailure,
-			Message: "the server connection was lost; reconnect to continue"}
+		e.Code, e.Message = codeConnectionFailure, "the server connection was lost; reconnect to continue"
+	default:
+		e.Code, e.Message = codeInternal, "internal error in Switchyard; see its log"
 	}
-	return &pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: codeInternal,
-		Message: "internal error in Switchyard; see its log"}
+	return e
 }
 
-// encodeError returns the wire bytes of errorResponse(err).
+// encodeError returns the wire bytes of errorResponse(err), or of the
+// protocol 2 error a client of protocol 1 or 2 understands, as
+// PostgreSQL sends it.
 func encodeError(err error) []byte {
+	var ce *clientError
+	if errors.As(err, &ce) && ce.v2 {
+		return append([]byte("EFATAL:  "+ce.Message+"\n"), 0)
+	}
 	b, encErr := errorResponse(err).Encode(nil)
 	if encErr != nil { // only on absurd sizes; fall back to a fixed message
 		b, _ = (&pgproto3.ErrorResponse{Severity: "FATAL", Code: codeInternal, Message: "internal error"}).Encode(nil)

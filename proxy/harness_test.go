@@ -1,15 +1,12 @@
 package proxy_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,8 +14,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/goleak"
 
-	"github.com/switchyard-proxy/switchyard/internal/app"
-	"github.com/switchyard-proxy/switchyard/internal/config"
 	"github.com/switchyard-proxy/switchyard/internal/testbed"
 )
 
@@ -66,12 +61,12 @@ func needPG(t *testing.T) {
 
 // setup is what a test changes in the standard config.
 type setup struct {
-	roFallback      string // default "primary"
-	extra           string // appended TOML ([tls], ...)
-	limits          string // lines of [limits]
-	members         string // replaces the cluster members
-	roBalance       string
-	shutdownTimeout string
+	roFallback string // default "primary"
+	extra      string // appended TOML ([tls], ...)
+	limits     string // lines of [limits]
+	members    string // replaces the cluster members
+	roBalance  string
+	leaderWait string // default 5s
 }
 
 func (s setup) toml() string {
@@ -89,10 +84,15 @@ func (s setup) toml() string {
 	if balance == "" {
 		balance = "round-robin"
 	}
+	leaderWait := s.leaderWait
+	if leaderWait == "" {
+		leaderWait = "5s"
+	}
 	return fmt.Sprintf(`
 [cluster]
 name = "test"
 discovery = "static"
+leader_wait = %q
 [cluster.static]
 check_interval = "100ms"
 members = [
@@ -115,86 +115,26 @@ fallback = %q
 connect_timeout = "2s"
 %s
 %s
-`, members, balance, fallback, s.limits, s.extra)
+`, leaderWait, members, balance, fallback, s.limits, s.extra)
 }
 
-// logBuffer collects the proxy's log lines for assertions.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
+// proxyUnderTest is a Switchyard from the standard config.
+type proxyUnderTest struct {
+	*testbed.Yard
 }
 
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
+func (p *proxyUnderTest) addr(listener string) string { return p.Address(listener) }
 
-func (l *logBuffer) lines() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Split(strings.TrimSpace(l.buf.String()), "\n")
-}
+func (p *proxyUnderTest) dsn(listener, user string) string { return p.DSN(listener, user) }
 
 // sessionLines returns the session-end log lines ("session=N" attribute).
-func (l *logBuffer) sessionLines() []string {
-	var out []string
-	for _, line := range l.lines() {
-		if strings.Contains(line, " session=") {
-			out = append(out, line)
-		}
-	}
-	return out
-}
+func (p *proxyUnderTest) sessionLines() []string { return p.Log.Matching(" session=") }
 
-type proxyUnderTest struct {
-	*app.App
-	log  *logBuffer
-	stop func() // cancels Run and waits for it
-}
-
-func (p *proxyUnderTest) addr(listener string) string { return p.Addr(listener).String() }
-
-func (p *proxyUnderTest) dsn(listener, user string) string {
-	a := p.Addr(listener).String()
-	host, port, _ := strings.Cut(a, ":")
-	return fmt.Sprintf("host=%s port=%s user=%s password=%s dbname=postgres sslmode=disable connect_timeout=5",
-		host, port, user, testbed.Password)
-}
+func (p *proxyUnderTest) stop() { p.Stop() }
 
 func startProxy(t *testing.T, s setup) *proxyUnderTest {
 	t.Helper()
-	text := s.toml()
-	cfg, err := config.Load(strings.NewReader(text), "test.toml")
-	if err != nil {
-		t.Fatalf("config: %v\n%s", err, text)
-	}
-	logs := &logBuffer{}
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	a, err := app.New(cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	var once sync.Once
-	p := &proxyUnderTest{App: a, log: logs}
-	p.stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		})
-	}
-	t.Cleanup(func() {
-		p.stop()
-		if t.Failed() {
-			t.Logf("proxy log:\n%s", strings.Join(logs.lines(), "\n"))
-		}
-	})
-	return p
+	return &proxyUnderTest{testbed.StartYard(t, "switchyard", s.toml())}
 }
 
 func connect(t *testing.T, ctx context.Context, dsn string) *pgconn.PgConn {
@@ -241,20 +181,9 @@ func sqlState(err error) string {
 	return ""
 }
 
-// eventually polls cond every 20 ms until it holds or d passes.
 func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.NewTimer(d)
-	defer deadline.Stop()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline.C:
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		case <-tick.C:
-		}
-	}
+	testbed.Eventually(t, d, what, cond)
 }
 
 // serveLoopback listens on 127.0.0.1 and runs handle for each connection

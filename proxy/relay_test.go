@@ -15,7 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/switchyard-proxy/switchyard/internal/testbed"
-	"github.com/switchyard-proxy/switchyard/router"
+	"github.com/switchyard-proxy/switchyard/proxy"
 )
 
 func TestRoutesByRole(t *testing.T) {
@@ -50,6 +50,14 @@ func TestRoutesByRole(t *testing.T) {
 		if ports[i] == ports[i-1] {
 			t.Fatalf("consecutive ro connections reached the same replica: %v", ports)
 		}
+	}
+	// The live counters saw it all.
+	eventually(t, 5*time.Second, "ro's clients to be gone", func() bool { return p.Stats("ro").Active.Load() == 0 })
+	if st := p.Stats("ro"); st.Sessions.Load() != 4 || st.BytesIn.Load() == 0 || st.BytesOut.Load() == 0 {
+		t.Fatalf("ro counters: %d sessions, %d bytes in, %d out; want 4 and traffic", st.Sessions.Load(), st.BytesIn.Load(), st.BytesOut.Load())
+	}
+	if st := p.Stats("rw"); st.Active.Load() != 1 || st.Sessions.Load() != 1 {
+		t.Fatalf("rw counters: %d active, %d sessions; want 1 and 1", st.Active.Load(), st.Sessions.Load())
 	}
 }
 
@@ -98,7 +106,7 @@ func TestFallbackWhenReplicasDown(t *testing.T) {
 
 	replicasDown := func(p *proxyUnderTest) func() bool {
 		return func() bool {
-			topo := p.Router.Topology()
+			topo := p.Router.Snapshot()
 			a, _ := topo.Member("pg2")
 			b, _ := topo.Member("pg3")
 			return !a.Healthy && !b.Healthy
@@ -149,10 +157,16 @@ func TestDialFallsThroughToNextCandidate(t *testing.T) {
 	if got := sqlState(err); got != "08006" {
 		t.Fatalf("all dials failed: SQLSTATE %q (%v), want 08006", got, err)
 	}
+	// The client, not yet authenticated, learns the listener and the
+	// reason; member names and addresses go to the log only.
 	var pe *pgconn.PgError
-	if !errors.As(err, &pe) || !strings.Contains(pe.Detail, "pg9 ("+bad+")") {
-		t.Fatalf("08006 detail should name the member and reason: %+v", pe)
+	if !errors.As(err, &pe) || !strings.Contains(pe.Message, `listener "rw"`) || pe.Detail != "1 server tried: connection failed" {
+		t.Fatalf("08006 should name the listener and the reason: %+v", pe)
 	}
+	if strings.Contains(pe.Message+pe.Detail, "pg9") || strings.Contains(pe.Message+pe.Detail, bad) {
+		t.Fatalf("08006 told an unauthenticated client about pg9 (%s): %+v", bad, pe)
+	}
+	eventually(t, 5*time.Second, "the log to name the member", func() bool { return len(p2.Log.Matching("pg9 ("+bad+"): connection failed")) == 1 })
 }
 
 func TestTLSClientWithPsql(t *testing.T) {
@@ -288,8 +302,8 @@ func TestRegistryKillEndsSessionsWithCause(t *testing.T) {
 	mustQuery(t, ctx, rw, "SELECT 1")
 	mustQuery(t, ctx, ro, "SELECT 1")
 
-	n := p.Registry.Kill(func(s router.Session) bool { return s.Backend == "pg1" },
-		&router.KillCause{SQLState: "25006", Message: "pg1 is no longer the primary; reconnect"})
+	n := p.Registry().Kill(func(s proxy.SessionInfo) bool { return s.Backend == "pg1" },
+		&proxy.KillCause{SQLState: "25006", Message: "pg1 is no longer the primary; reconnect"})
 	if n != 1 {
 		t.Fatalf("Kill ended %d sessions, want 1", n)
 	}
@@ -298,7 +312,7 @@ func TestRegistryKillEndsSessionsWithCause(t *testing.T) {
 		t.Fatalf("killed session: %v (SQLSTATE %q), want 25006 with the message", err, got)
 	}
 	mustQuery(t, ctx, ro, "SELECT 1") // sessions on other backends are untouched
-	eventually(t, 5*time.Second, "registry to drop the killed session", func() bool { return p.Registry.Len() == 1 })
+	eventually(t, 5*time.Second, "registry to drop the killed session", func() bool { return p.Registry().Len() == 1 })
 }
 
 func TestMaxClients(t *testing.T) {

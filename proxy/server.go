@@ -1,5 +1,5 @@
 // Package proxy accepts PostgreSQL clients on the configured listeners and
-// relays each session to the backend the router chooses.
+// relays each session to the member the router chooses.
 package proxy
 
 import (
@@ -13,46 +13,62 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/switchyard-proxy/switchyard/discovery/topology"
 	"github.com/switchyard-proxy/switchyard/pool"
 	"github.com/switchyard-proxy/switchyard/router"
 )
 
-// Client TLS modes.
+// ClientTLS is the client-side TLS policy.
+type ClientTLS uint8
+
+// Client TLS modes; the zero value is allow.
 const (
-	ClientTLSDisable = "disable"
-	ClientTLSAllow   = "allow"
-	ClientTLSRequire = "require"
+	ClientTLSAllow   ClientTLS = iota // TLS for clients that ask for it
+	ClientTLSDisable                  // 'N' to every SSLRequest
+	ClientTLSRequire                  // plaintext clients get 28000
 )
 
-// Router is what the proxy needs from routing: the backends to try for a
-// new session on a listener, and whether a registered session may keep
-// its backend.
+// Router is what the proxy needs from routing: the members to try for a
+// new session on a listener, and whether a member still serves a session
+// routed to it.
 type Router interface {
-	Candidates(ctx context.Context, listener string) ([]router.Member, error)
-	Check(s router.Session) *router.KillCause
+	Candidates(ctx context.Context, listener string) ([]topology.Member, error)
+	Check(b router.Binding) *router.Loss
 }
 
 // Listener is one client-facing port.
 type Listener struct {
 	Name    string
 	Address string
-	Role    string // for messages and the session registry
+	Role    router.Role // for messages and recovery checks
 }
 
 // Options configure a Server. Router, Registry and Dialer are required.
 type Options struct {
-	Listeners       []Listener
-	Router          Router
-	Registry        *router.Registry
-	Dialer          *pool.Dialer
-	TLSConfig       *tls.Config // nil: clients are answered 'N' to SSLRequest
-	ClientTLS       string      // ClientTLSDisable | ClientTLSAllow | ClientTLSRequire
+	Listeners []Listener
+	Router    Router
+	Registry  *Registry
+	Dialer    *pool.Dialer
+	TLSConfig *tls.Config // nil: clients are answered 'N' to SSLRequest
+	ClientTLS ClientTLS
+
+	// StartupTimeout bounds the time from accept to the StartupMessage
+	// (SSL negotiation included); a client that takes longer is closed
+	// without a reply, as PostgreSQL does.
+	StartupTimeout time.Duration
+	// LoginTimeout bounds the time from accept to ReadyForQuery: waiting
+	// for a leader, connecting and authenticating. Past it the client gets
+	// 57014.
 	LoginTimeout    time.Duration
 	ShutdownTimeout time.Duration
 	ConfirmWait     time.Duration // how long a new write session waits for a new primary to leave recovery
 	ConfirmReplicas bool          // check every replica session's backend is in recovery (polling discovery)
-	MaxClients      int
-	Logger          *slog.Logger
+	// MaxClients counts clients that have sent a StartupMessage; more get
+	// 53300. MaxStartups bounds connections that have not yet; more are
+	// closed at once. 0 means no limit.
+	MaxClients  int
+	MaxStartups int
+	Logger      *slog.Logger
 }
 
 // Server is the relay proxy.
@@ -60,12 +76,15 @@ type Server struct {
 	opts      Options
 	log       *slog.Logger
 	tlsConfig *tls.Config
+	registry  *Registry
 	cancels   cancelMap
 	listeners []*listener
 
-	clients  atomic.Int64
-	nextID   atomic.Uint64
-	sessions sync.WaitGroup
+	starting  atomic.Int64 // connections without a StartupMessage yet
+	active    atomic.Int64 // clients counted against MaxClients
+	nextID    atomic.Uint64
+	sessions  sync.WaitGroup
+	lastShout atomic.Int64 // unix nanos of the last "max_startups reached" warning
 
 	// hard is the parent of every session context; cancelling it ends
 	// all sessions with its cause.
@@ -74,8 +93,10 @@ type Server struct {
 }
 
 type listener struct {
-	name, role string
-	ln         net.Listener
+	name  string
+	role  router.Role
+	ln    net.Listener
+	stats *Counters
 }
 
 // New returns a Server; call Listen, then Serve.
@@ -86,13 +107,16 @@ func New(opts Options) *Server {
 	if opts.LoginTimeout <= 0 {
 		opts.LoginTimeout = 15 * time.Second
 	}
+	if opts.StartupTimeout <= 0 || opts.StartupTimeout > opts.LoginTimeout {
+		opts.StartupTimeout = min(5*time.Second, opts.LoginTimeout)
+	}
 	if opts.ShutdownTimeout <= 0 {
 		opts.ShutdownTimeout = 30 * time.Second
 	}
-	if opts.ClientTLS == "" {
-		opts.ClientTLS = ClientTLSAllow
+	if opts.Registry == nil {
+		opts.Registry = NewRegistry()
 	}
-	s := &Server{opts: opts, log: opts.Logger, tlsConfig: opts.TLSConfig}
+	s := &Server{opts: opts, log: opts.Logger, tlsConfig: opts.TLSConfig, registry: opts.Registry}
 	s.hard, s.hardCancel = context.WithCancelCause(context.Background())
 	return s
 }
@@ -105,7 +129,7 @@ func (s *Server) Listen() error {
 			s.Close()
 			return fmt.Errorf("listener %q: %w", l.Name, err)
 		}
-		s.listeners = append(s.listeners, &listener{name: l.Name, role: l.Role, ln: ln})
+		s.listeners = append(s.listeners, &listener{name: l.Name, role: l.Role, ln: ln, stats: &Counters{}})
 	}
 	return nil
 }
@@ -119,6 +143,14 @@ func (s *Server) Addr(name string) net.Addr {
 	}
 	return nil
 }
+
+// ConfirmReplicas makes every new replica session check in-band that its
+// node is still in recovery (for discovery that polls). Call it before
+// Serve.
+func (s *Server) ConfirmReplicas(on bool) { s.opts.ConfirmReplicas = on }
+
+// Registry is the set of live sessions bound to members.
+func (s *Server) Registry() *Registry { return s.registry }
 
 // Close releases the listeners. Serve calls it on shutdown; a caller that
 // gives up between Listen and Serve calls it itself.
@@ -145,8 +177,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.Close()
 	accepting.Wait()
 
-	n := s.clients.Load()
-	s.log.Info("shutting down", "sessions", n, "shutdown_timeout", s.opts.ShutdownTimeout)
+	s.log.Info("shutting down", "sessions", s.active.Load(), "shutdown_timeout", s.opts.ShutdownTimeout)
 	drained := make(chan struct{})
 	go func() { s.sessions.Wait(); close(drained) }()
 	timer := time.NewTimer(s.opts.ShutdownTimeout)
@@ -154,9 +185,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	select {
 	case <-drained:
 	case <-timer.C:
-		s.log.Info("shutdown timeout reached, ending sessions", "sessions", s.clients.Load())
-		s.hardCancel(&router.KillCause{SQLState: codeAdminShutdown,
-			Message: "terminating connection because Switchyard is shutting down"})
+		s.log.Info("shutdown timeout reached, ending sessions", "sessions", s.active.Load())
+		s.hardCancel(shutdownCause)
 		<-drained
 	}
 	s.hardCancel(context.Canceled)
@@ -164,7 +194,8 @@ func (s *Server) Serve(ctx context.Context) error {
 }
 
 // accept runs one listener's accept loop. Temporary errors (EMFILE and the
-// like) back off instead of ending the loop.
+// like) back off instead of ending the loop: running out of descriptors
+// refuses new clients and never touches live ones.
 func (s *Server) accept(ctx context.Context, l *listener) {
 	var backoff time.Duration
 	for {
@@ -192,20 +223,74 @@ func (s *Server) accept(ctx context.Context, l *listener) {
 }
 
 func (s *Server) startSession(l *listener, conn net.Conn) {
-	overLimit := s.clients.Add(1) > int64(s.opts.MaxClients) && s.opts.MaxClients > 0
+	if n := s.starting.Add(1); s.opts.MaxStartups > 0 && n > int64(s.opts.MaxStartups) {
+		s.starting.Add(-1)
+		l.stats.Refused.Add(1)
+		conn.Close()
+		s.shout("limits.max_startups reached: closing new connections until clients send their startup packets",
+			"listener", l.name, "max_startups", s.opts.MaxStartups)
+		return
+	}
+	l.stats.Starting.Add(1)
 	ctx, cancel := context.WithCancelCause(s.hard)
 	sess := &session{
 		srv: s, id: s.nextID.Add(1), ln: l, start: time.Now(), cancel: cancel,
-		client: conn, cr: newClientReader(conn),
+		client: conn, cr: newClientReader(conn), cw: clientWriter{conn: conn},
 	}
 	s.sessions.Add(1)
 	go func() {
 		defer s.sessions.Done()
-		defer s.clients.Add(-1)
 		defer cancel(nil)
-		sess.serve(ctx, overLimit)
+		sess.serve(ctx)
 	}()
 }
 
-// Clients returns the number of connected clients.
-func (s *Server) Clients() int64 { return s.clients.Load() }
+// admit counts a session that has sent its StartupMessage against
+// MaxClients, and refuses it with 53300 over the limit.
+func (s *Server) admit(sess *session) error {
+	s.starting.Add(-1)
+	sess.ln.stats.Starting.Add(-1)
+	sess.admitted = true
+	sess.ln.stats.Active.Add(1)
+	if n := s.active.Add(1); s.opts.MaxClients > 0 && n > int64(s.opts.MaxClients) {
+		sess.ln.stats.Refused.Add(1)
+		return onClient(newClientError(codeTooManyConnections,
+			"sorry, too many clients already (limits.max_clients = %d)", s.opts.MaxClients))
+	}
+	return nil
+}
+
+// release undoes startSession's and admit's counting.
+func (s *Server) release(sess *session) {
+	if sess.admitted {
+		s.active.Add(-1)
+		sess.ln.stats.Active.Add(-1)
+		return
+	}
+	s.starting.Add(-1)
+	sess.ln.stats.Starting.Add(-1)
+}
+
+// shout logs a warning at most once a second.
+func (s *Server) shout(msg string, args ...any) {
+	now := time.Now().UnixNano()
+	last := s.lastShout.Load()
+	if now-last < int64(time.Second) || !s.lastShout.CompareAndSwap(last, now) {
+		return
+	}
+	s.log.Warn(msg, args...)
+}
+
+// Clients returns the number of clients counted against MaxClients.
+func (s *Server) Clients() int64 { return s.active.Load() }
+
+// Stats returns the live counters of the named listener, nil if there is
+// none.
+func (s *Server) Stats(listener string) *Counters {
+	for _, l := range s.listeners {
+		if l.name == listener {
+			return l.stats
+		}
+	}
+	return nil
+}

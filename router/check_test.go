@@ -5,14 +5,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchyard-proxy/switchyard/discovery/topology"
 )
 
-func TestUpdateEndsSessionsThatLostTheirRole(t *testing.T) {
+func TestLostSaysWhyAMemberNoLongerServesABinding(t *testing.T) {
 	ports := []Port{
-		{Name: "rw", Role: "primary"},
-		{Name: "ro", Role: "replica", Fallback: "primary"},
-		{Name: "lag", Role: "replica", MaxLag: 1000},
-		{Name: "sync", Role: "sync"},
+		{Name: "rw", Role: Primary},
+		{Name: "ro", Role: Replica, Fallback: FallbackPrimary},
+		{Name: "lag", Role: Replica, MaxLag: 1000},
+		{Name: "sync", Role: Sync},
 	}
 	start := topo(1,
 		Member{Name: "p", Role: RolePrimary, Healthy: true},
@@ -21,42 +23,40 @@ func TestUpdateEndsSessionsThatLostTheirRole(t *testing.T) {
 	)
 	for _, tc := range []struct {
 		name    string
-		session Session
+		session Binding
 		change  func(*Member) // applied to the session's backend
 		drop    bool          // remove the backend instead
 		want    string        // "" for a session that survives
 	}{
-		{"primary demoted", Session{Listener: "rw", Role: "primary", Backend: "p"},
-			func(m *Member) { m.Role = RoleReplica }, false, `server "p" is no longer the primary: it was demoted to replica`},
-		{"primary without leader lock", Session{Listener: "rw", Role: "primary", Backend: "p"},
-			func(m *Member) { m.Role = RoleUnknown }, false, `it no longer holds the leader lock`},
-		{"switchover in progress", Session{Listener: "rw", Role: "primary", Backend: "p"},
-			func(m *Member) { m.Role, m.Why = RoleUnknown, "is handing over" }, false, `it is handing over`},
-		{"primary gone", Session{Listener: "rw", Role: "primary", Backend: "p"}, nil, true, `it left the cluster`},
-		{"primary unchanged", Session{Listener: "rw", Role: "primary", Backend: "p"}, func(*Member) {}, false, ""},
-		{"ro fallback session on the primary stays", Session{Listener: "ro", Role: "primary", Backend: "p"}, func(*Member) {}, false, ""},
-		{"replica promoted", Session{Listener: "ro", Role: "replica", Backend: "r2"},
-			func(m *Member) { m.Role = RolePrimary }, false, `no longer serves listener "ro" as a replica: it was promoted to primary`},
-		{"replica not running", Session{Listener: "ro", Role: "replica", Backend: "r2"},
+		{"primary demoted", Binding{Listener: "rw", Role: RolePrimary, Backend: "p"},
+			func(m *Member) { m.Role = RoleReplica }, false, `was demoted to replica`},
+		{"primary without leader lock", Binding{Listener: "rw", Role: RolePrimary, Backend: "p"},
+			func(m *Member) { m.Role = RoleUnknown }, false, `no longer holds the leader lock`},
+		{"switchover in progress", Binding{Listener: "rw", Role: RolePrimary, Backend: "p"},
+			func(m *Member) { m.Role, m.Why = RoleUnknown, "is handing over" }, false, `is handing over`},
+		{"primary gone", Binding{Listener: "rw", Role: RolePrimary, Backend: "p"}, nil, true, `left the cluster`},
+		{"primary unchanged", Binding{Listener: "rw", Role: RolePrimary, Backend: "p"}, func(*Member) {}, false, ""},
+		{"ro fallback session on the primary stays", Binding{Listener: "ro", Role: RolePrimary, Backend: "p"}, func(*Member) {}, false, ""},
+		{"replica promoted", Binding{Listener: "ro", Role: RoleReplica, Backend: "r2"},
+			func(m *Member) { m.Role = RolePrimary }, false, `was promoted to primary`},
+		{"replica not running", Binding{Listener: "ro", Role: RoleReplica, Backend: "r2"},
 			func(m *Member) { m.Healthy, m.State = false, "stopped" }, false, `is not running (state "stopped")`},
-		{"replica tagged noloadbalance", Session{Listener: "ro", Role: "replica", Backend: "r2"},
+		{"replica tagged noloadbalance", Binding{Listener: "ro", Role: RoleReplica, Backend: "r2"},
 			func(m *Member) { m.NoLoadBalance = true }, false, `is tagged noloadbalance`},
-		{"replica over max_lag", Session{Listener: "lag", Role: "replica", Backend: "r2"},
+		{"replica over max_lag", Binding{Listener: "lag", Role: RoleReplica, Backend: "r2"},
 			func(m *Member) { m.Lag = 5000 }, false, `lags 5000 bytes behind the leader, over max_lag 1000`},
-		{"lag does not matter without max_lag", Session{Listener: "ro", Role: "replica", Backend: "r2"},
+		{"lag does not matter without max_lag", Binding{Listener: "ro", Role: RoleReplica, Backend: "r2"},
 			func(m *Member) { m.Lag = 5000 }, false, ""},
-		{"sync standby no longer sync", Session{Listener: "sync", Role: "replica", Backend: "r1"},
+		{"sync standby no longer sync", Binding{Listener: "sync", Role: RoleReplica, Backend: "r1"},
 			func(m *Member) { m.Sync = false }, false, `is not the synchronous standby`},
-		{"replica removed", Session{Listener: "ro", Role: "replica", Backend: "r2"}, nil, true, `it left the cluster`},
+		{"replica removed", Binding{Listener: "ro", Role: RoleReplica, Backend: "r2"}, nil, true, `left the cluster`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			reg := NewRegistry()
-			r := New(ports, reg)
+			r := New(ports, nil)
 			r.Update(cloneTopo(start))
-			var got *KillCause
-			ctx, cancel := context.WithCancelCause(context.Background())
-			defer cancel(nil)
-			reg.Add(tc.session, cancel)
+			if l := r.Check(tc.session); l != nil {
+				t.Fatalf("before the change: %+v", l)
+			}
 			next := cloneTopo(start)
 			next.Revision = 2
 			for i := range next.Members {
@@ -69,20 +69,18 @@ func TestUpdateEndsSessionsThatLostTheirRole(t *testing.T) {
 					break
 				}
 			}
-			r.Update(next)
-			if kc, ok := context.Cause(ctx).(*KillCause); ok {
-				got = kc
-			}
+			got := r.Lost(next, tc.session)
 			switch {
 			case tc.want == "" && got != nil:
-				t.Errorf("session ended: %s", got.Message)
+				t.Errorf("lost: %+v", got)
 			case tc.want != "" && got == nil:
-				t.Errorf("session kept, want it ended with %q", tc.want)
-			case got != nil && (got.SQLState != "57P01" || !strings.Contains(got.Message, tc.want) || !strings.Contains(got.Message, "reconnect")):
-				t.Errorf("ended with %s %q, want 57P01 containing %q and reconnect", got.SQLState, got.Message, tc.want)
+				t.Errorf("kept, want lost with %q", tc.want)
+			case got != nil && (!strings.Contains(got.Why, tc.want) || got.Binding != tc.session):
+				t.Errorf("lost %+v, want why containing %q", got, tc.want)
 			}
-			if kc := r.Check(tc.session); (kc == nil) != (tc.want == "") {
-				t.Errorf("Check after the update = %v", kc)
+			r.Update(next)
+			if l := r.Check(tc.session); (l == nil) != (tc.want == "") {
+				t.Errorf("Check after the update = %+v", l)
 			}
 		})
 	}
@@ -95,7 +93,7 @@ func cloneTopo(t *Topology) *Topology {
 }
 
 func TestLeaderWait(t *testing.T) {
-	r := New([]Port{{Name: "rw", Role: "primary", LeaderWait: 2 * time.Second}, {Name: "short", Role: "primary", LeaderWait: 50 * time.Millisecond}}, nil)
+	r := New([]Port{{Name: "rw", Role: Primary, LeaderWait: 2 * time.Second}, {Name: "short", Role: Primary, LeaderWait: 50 * time.Millisecond}}, nil)
 	r.Update(topo(1, Member{Name: "r1", Role: RoleReplica, Healthy: true}))
 
 	start := time.Now()
@@ -130,14 +128,14 @@ func TestLeaderWait(t *testing.T) {
 
 func TestReplicaFilters(t *testing.T) {
 	r := New([]Port{
-		{Name: "lag", Role: "replica", MaxLag: 100, Fallback: "none"},
-		{Name: "sync", Role: "sync", Fallback: "none"},
+		{Name: "lag", Role: Replica, MaxLag: 100, Fallback: FallbackNone},
+		{Name: "sync", Role: Sync, Fallback: FallbackNone},
 	}, nil)
 	r.Update(topo(1,
 		Member{Name: "p", Role: RolePrimary, Healthy: true},
 		Member{Name: "near", Role: RoleReplica, Healthy: true, Lag: 100, Sync: true},
 		Member{Name: "far", Role: RoleReplica, Healthy: true, Lag: 101},
-		Member{Name: "unknown", Role: RoleReplica, Healthy: true, Lag: LagUnknown},
+		Member{Name: "unknown", Role: RoleReplica, Healthy: true, Lag: topology.LagUnknown},
 		Member{Name: "down", Role: RoleReplica, Healthy: false, Lag: 0},
 	))
 	got, _ := r.Candidates(ctx, "lag")
@@ -149,19 +147,26 @@ func TestReplicaFilters(t *testing.T) {
 	}
 }
 
-func TestSinceStamps(t *testing.T) {
-	r := New([]Port{{Name: "rw", Role: "primary"}}, nil)
-	r.Update(topo(1, Member{Name: "a", Role: RolePrimary, Healthy: true}, Member{Name: "b", Role: RoleReplica, Healthy: true}))
-	if m, _ := r.Topology().Member("a"); !m.Since.IsZero() {
-		t.Errorf("roles of the first snapshot are held since always, got %v", m.Since)
+func TestSuspectMembersKeepSessionsButGetNoNewOnes(t *testing.T) {
+	r := New([]Port{
+		{Name: "rw", Role: Primary, LeaderWait: 50 * time.Millisecond},
+		{Name: "ro", Role: Replica, Fallback: FallbackPrimary},
+	}, nil)
+	r.Update(topo(1,
+		Member{Name: "p", Role: RolePrimary, Healthy: true, Suspect: true},
+		Member{Name: "r1", Role: RoleReplica, Healthy: true, Suspect: true},
+		Member{Name: "r2", Role: RoleReplica, Healthy: true},
+	))
+	for _, b := range []Binding{{Listener: "rw", Backend: "p", Role: RolePrimary}, {Listener: "ro", Backend: "r1", Role: RoleReplica}} {
+		if l := r.Check(b); l != nil {
+			t.Errorf("a suspect member lost its session: %+v", l)
+		}
 	}
-	r.Update(topo(2, Member{Name: "a", Role: RoleReplica, Healthy: true}, Member{Name: "b", Role: RolePrimary, Healthy: true}))
-	b, _ := r.Topology().Member("b")
-	if b.Since.IsZero() {
-		t.Fatal("a new primary has no Since")
+	if got, _ := r.Candidates(ctx, "ro"); len(got) != 1 || got[0].Name != "r2" {
+		t.Errorf("ro: %v, want r2 only (r1 suspect, p suspect so no fallback)", names(got))
 	}
-	r.Update(topo(3, Member{Name: "a", Role: RoleReplica, Healthy: true}, Member{Name: "b", Role: RolePrimary, Healthy: true}))
-	if b3, _ := r.Topology().Member("b"); b3.Since != b.Since {
-		t.Errorf("Since moved without a role change")
+	start := time.Now()
+	if got, _ := r.Candidates(ctx, "rw"); len(got) != 0 || time.Since(start) < 50*time.Millisecond {
+		t.Errorf("rw with a suspect primary: %v after %v, want none after leader_wait", names(got), time.Since(start))
 	}
 }

@@ -2,9 +2,21 @@ package router
 
 import (
 	"context"
-	"errors"
 	"reflect"
 	"testing"
+
+	"github.com/switchyard-proxy/switchyard/discovery/topology"
+)
+
+type (
+	Member   = topology.Member
+	Topology = topology.Snapshot
+)
+
+const (
+	RolePrimary = topology.RolePrimary
+	RoleReplica = topology.RoleReplica
+	RoleUnknown = topology.RoleUnknown
 )
 
 func topo(rev uint64, ms ...Member) *Topology {
@@ -35,10 +47,10 @@ var cluster = topo(1,
 
 func TestCandidates(t *testing.T) {
 	r := New([]Port{
-		{Name: "rw", Role: "primary"},
-		{Name: "ro", Role: "replica", Balance: "round-robin", Fallback: "primary"},
-		{Name: "ro-strict", Role: "replica", Balance: "round-robin", Fallback: "none"},
-		{Name: "any", Role: "any", Balance: "round-robin"},
+		{Name: "rw", Role: Primary},
+		{Name: "ro", Role: Replica, Balance: RoundRobin, Fallback: FallbackPrimary},
+		{Name: "ro-strict", Role: Replica, Balance: RoundRobin, Fallback: FallbackNone},
+		{Name: "any", Role: Any, Balance: RoundRobin},
 	}, nil)
 	r.Update(cluster)
 
@@ -68,9 +80,9 @@ func TestCandidates(t *testing.T) {
 
 func TestCandidatesSkipUnhealthyAndFallBack(t *testing.T) {
 	r := New([]Port{
-		{Name: "rw", Role: "primary"},
-		{Name: "ro", Role: "replica", Fallback: "primary"},
-		{Name: "ro-strict", Role: "replica", Fallback: "none"},
+		{Name: "rw", Role: Primary},
+		{Name: "ro", Role: Replica, Fallback: FallbackPrimary},
+		{Name: "ro-strict", Role: Replica, Fallback: FallbackNone},
 	}, nil)
 	r.Update(topo(1,
 		Member{Name: "p", Role: RolePrimary, Healthy: true},
@@ -95,7 +107,7 @@ func TestCandidatesSkipUnhealthyAndFallBack(t *testing.T) {
 }
 
 func TestLatestRevisionWins(t *testing.T) {
-	r := New([]Port{{Name: "rw", Role: "primary"}}, nil)
+	r := New([]Port{{Name: "rw", Role: Primary}}, nil)
 	r.Update(topo(5, Member{Name: "new", Role: RolePrimary, Healthy: true}))
 	r.Update(topo(4, Member{Name: "old", Role: RolePrimary, Healthy: true}))
 	if got, _ := r.Candidates(ctx, "rw"); names(got)[0] != "new" {
@@ -104,12 +116,9 @@ func TestLatestRevisionWins(t *testing.T) {
 }
 
 func TestLeastConnections(t *testing.T) {
-	reg := NewRegistry()
-	r := New([]Port{{Name: "ro", Role: "replica", Balance: "least-connections", Fallback: "none"}}, reg)
+	counts := func() map[string]int { return map[string]int{"r1": 2, "r2": 1} }
+	r := New([]Port{{Name: "ro", Role: Replica, Balance: LeastConnections, Fallback: FallbackNone}}, counts)
 	r.Update(cluster)
-	reg.Add(Session{Backend: "r1"}, func(error) {})
-	reg.Add(Session{Backend: "r1"}, func(error) {})
-	reg.Add(Session{Backend: "r2"}, func(error) {})
 	for i := 0; i < 3; i++ {
 		if got, _ := r.Candidates(ctx, "ro"); !reflect.DeepEqual(names(got), []string{"r2", "r1"}) {
 			t.Fatalf("least-connections: %v, want r2 first", names(got))
@@ -118,7 +127,7 @@ func TestLeastConnections(t *testing.T) {
 }
 
 func TestRandomKeepsEveryCandidate(t *testing.T) {
-	r := New([]Port{{Name: "ro", Role: "replica", Balance: "random", Fallback: "primary"}}, nil)
+	r := New([]Port{{Name: "ro", Role: Replica, Balance: Random, Fallback: FallbackPrimary}}, nil)
 	r.Update(cluster)
 	seen := map[string]bool{}
 	for i := 0; i < 100; i++ {
@@ -130,56 +139,5 @@ func TestRandomKeepsEveryCandidate(t *testing.T) {
 	}
 	if !seen["r1"] || !seen["r2"] {
 		t.Fatalf("random never picked both replicas first: %v", seen)
-	}
-}
-
-func TestRegistryKill(t *testing.T) {
-	reg := NewRegistry()
-	type sess struct {
-		ctx    context.Context
-		cancel context.CancelCauseFunc
-		e      *Entry
-	}
-	var all []sess
-	for _, s := range []Session{
-		{ID: 1, Listener: "rw", Role: "primary", Backend: "p"},
-		{ID: 2, Listener: "ro", Role: "replica", Backend: "r1"},
-		{ID: 3, Listener: "ro", Role: "replica", Backend: "p"},
-	} {
-		ctx, cancel := context.WithCancelCause(context.Background())
-		all = append(all, sess{ctx, cancel, reg.Add(s, cancel)})
-	}
-	if c := reg.Counts(); c["p"] != 2 || c["r1"] != 1 || reg.Len() != 3 {
-		t.Fatalf("counts %v len %d", c, reg.Len())
-	}
-	cause := &KillCause{SQLState: "25006", Message: "p is no longer the primary"}
-	n := reg.Kill(func(s Session) bool { return s.Backend == "p" && s.Role == "primary" }, cause)
-	if n != 1 {
-		t.Fatalf("killed %d, want 1", n)
-	}
-	var kc *KillCause
-	if !errors.As(context.Cause(all[0].ctx), &kc) || kc.SQLState != "25006" {
-		t.Fatalf("cause = %v", context.Cause(all[0].ctx))
-	}
-	if all[1].ctx.Err() != nil || all[2].ctx.Err() != nil {
-		t.Fatal("Kill ended sessions that did not match")
-	}
-	for _, s := range all {
-		reg.Remove(s.e)
-		reg.Remove(s.e) // twice is harmless
-	}
-	if reg.Len() != 0 || len(reg.Counts()) != 0 {
-		t.Fatalf("registry not empty: %v", reg.Counts())
-	}
-}
-
-func TestParseRole(t *testing.T) {
-	for in, want := range map[string]Role{
-		"primary": RolePrimary, "master": RolePrimary, "standby_leader": RolePrimary,
-		"replica": RoleReplica, "sync_standby": RoleReplica, "": RoleUnknown, "demoted": RoleUnknown,
-	} {
-		if got := ParseRole(in); got != want {
-			t.Errorf("ParseRole(%q) = %v, want %v", in, got, want)
-		}
 	}
 }

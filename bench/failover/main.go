@@ -29,6 +29,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/switchyard-proxy/switchyard/discovery"
+	"github.com/switchyard-proxy/switchyard/internal/app"
 	"github.com/switchyard-proxy/switchyard/internal/config"
 	"github.com/switchyard-proxy/switchyard/internal/testbed"
 )
@@ -146,7 +147,11 @@ format = "json"
 	if err != nil {
 		return err
 	}
-	st, err := discovery.OpenStore(cfg)
+	dopts, err := app.DiscoveryOptions(cfg)
+	if err != nil {
+		return err
+	}
+	st, err := discovery.OpenStore(dopts)
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,11 @@
 // pgbench runs on CPU 0; PostgreSQL and every proxy run on CPU 1, so the
 // client never competes with what it measures.
 //
-//	go run ./bench/relay -switchyard bin/switchyard [-duration 15s]
+//	go run ./bench/relay -switchyard bin/switchyard [-duration 15s] [-baseline old/switchyard]
+//
+// With -baseline, a second Switchyard binary (an earlier build) runs as
+// one more target in the same run, so a change can be compared with what
+// it replaces under the same conditions.
 package main
 
 import (
@@ -50,17 +54,18 @@ type result struct {
 
 func main() {
 	binary := flag.String("switchyard", "bin/switchyard", "switchyard binary")
+	baseline := flag.String("baseline", "", "an earlier switchyard binary to measure in the same run")
 	duration := flag.Duration("duration", 15*time.Second, "length of each pgbench run")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *binary, *duration, os.Stdout); err != nil {
+	if err := run(ctx, *binary, *baseline, *duration, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, binary string, duration time.Duration, out io.Writer) error {
+func run(ctx context.Context, binary, baseline string, duration time.Duration, out io.Writer) error {
 	fmt.Fprintln(os.Stderr, "bench: starting PostgreSQL, HAProxy, pgbouncer and Switchyard on CPU", serverCPU)
 	pg, err := testbed.StartPG(ctx, testbed.PGOptions{CPUs: serverCPU})
 	if err != nil {
@@ -82,25 +87,7 @@ func run(ctx context.Context, binary string, duration time.Duration, out io.Writ
 		return err
 	}
 	defer bouncer.Close()
-	syPort, err := testbed.FreePort()
-	if err != nil {
-		return err
-	}
-	sy, err := testbed.StartSwitchyard(ctx, binary, fmt.Sprintf(`
-[log]
-level = "info"
-[cluster]
-name = "bench"
-[cluster.static]
-members = [{ name = "pg1", address = %q, role = "primary" }]
-[[listener]]
-name = "rw"
-address = "127.0.0.1:%d"
-role = "primary"
-[tls]
-client_mode = "disable"
-server_mode = "disable"   # like HAProxy's plain TCP; no SSLRequest round trip
-`, primary.Addr(), syPort), syPort, serverCPU)
+	sy, err := startSwitchyard(ctx, binary, primary.Addr())
 	if err != nil {
 		return err
 	}
@@ -111,6 +98,14 @@ server_mode = "disable"   # like HAProxy's plain TCP; no SSLRequest round trip
 		{"haproxy", hap.Port, hap.PID()},
 		{"pgbouncer (session)", bouncer.Port, bouncer.PID()},
 		{"switchyard (relay)", sy.Port, sy.PID()},
+	}
+	if baseline != "" {
+		base, err := startSwitchyard(ctx, baseline, primary.Addr())
+		if err != nil {
+			return fmt.Errorf("baseline: %w", err)
+		}
+		defer base.Close()
+		targets = append(targets, target{"switchyard baseline", base.Port, base.PID()})
 	}
 	workloads := []workload{
 		{"select-only, 10 clients", []string{"-c", "10", "-j", "2"}},
@@ -222,4 +217,28 @@ func pgbenchOut(ctx context.Context, port int, args ...string) (string, error) {
 		return "", fmt.Errorf("%s: %w\n%s", strings.Join(argv, " "), err, b)
 	}
 	return string(b), nil
+}
+
+// startSwitchyard runs binary in relay mode in front of addr, on the
+// server CPU.
+func startSwitchyard(ctx context.Context, binary, addr string) (*testbed.Peer, error) {
+	port, err := testbed.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	return testbed.StartSwitchyard(ctx, binary, fmt.Sprintf(`
+[log]
+level = "info"
+[cluster]
+name = "bench"
+[cluster.static]
+members = [{ name = "pg1", address = %q, role = "primary" }]
+[[listener]]
+name = "rw"
+address = "127.0.0.1:%d"
+role = "primary"
+[tls]
+client_mode = "disable"
+server_mode = "disable"   # like HAProxy's plain TCP; no SSLRequest round trip
+`, addr, port), port, serverCPU)
 }

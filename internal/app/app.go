@@ -1,94 +1,113 @@
 // Package app wires a loaded configuration into a running Switchyard:
-// discovery feeding the router, and the proxy serving the listeners. The
-// binary and the integration tests run the same code.
+// discovery publishes to the applier, which fans each snapshot out to the
+// router and the session registry, and the proxy serves the listeners.
+// The binary and the integration tests run the same code.
 package app
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
-
-	"golang.org/x/sync/errgroup"
+	"time"
 
 	"github.com/switchyard-proxy/switchyard/discovery"
 	"github.com/switchyard-proxy/switchyard/internal/config"
-	"github.com/switchyard-proxy/switchyard/pool"
 	"github.com/switchyard-proxy/switchyard/proxy"
 	"github.com/switchyard-proxy/switchyard/router"
 )
 
 // App is a configured Switchyard with its listeners bound.
 type App struct {
-	Router   *router.Router
-	Registry *router.Registry
-	proxy    *proxy.Server
-	disc     discovery.Runner
+	Router *router.Router
+	proxy  *proxy.Server
+	disc   *discovery.Watcher
+	log    *slog.Logger
 }
 
 // New builds everything cfg describes and binds the listeners, so that
 // address errors surface before Run.
 func New(cfg *config.Config, log *slog.Logger) (*App, error) {
-	reg := router.NewRegistry()
-	var ports []router.Port
-	var listeners []proxy.Listener
-	for _, l := range cfg.Listeners {
-		ports = append(ports, router.Port{Name: l.Name, Role: l.Role, Balance: l.Balance, Fallback: l.Fallback,
-			MaxLag: l.MaxLag, LeaderWait: cfg.Cluster.LeaderWait.Duration})
-		listeners = append(listeners, proxy.Listener{Name: l.Name, Address: l.Address, Role: l.Role})
+	popts, err := proxyOptions(cfg)
+	if err != nil {
+		return nil, err
 	}
-	rt := router.New(ports, reg)
+	dopts, err := DiscoveryOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
+	budget, err := proxy.FitDescriptors(popts.MaxClients, popts.MaxStartups)
+	switch {
+	case err != nil:
+		log.Warn("cannot check the open-file limit against limits.max_clients", "err", err)
+	case budget.Capped:
+		log.Warn("the open-file limit is too low for limits.max_clients and limits.max_startups: clients beyond what it allows get 53300; raise it (LimitNOFILE=, ulimit -n)",
+			"budget", budget.String(), "max_clients", popts.MaxClients, "max_startups", popts.MaxStartups)
+		popts.MaxClients, popts.MaxStartups = budget.MaxClients, budget.MaxStartups
+	default:
+		log.Info("open-file limit checked", "budget", budget.String())
+	}
 
-	opts := proxy.Options{
-		Listeners: listeners,
-		Router:    rt,
-		Registry:  reg,
-		Dialer: &pool.Dialer{
-			Timeout: cfg.Limits.ConnectTimeout.Duration,
-			TLSMode: cfg.ServerTLSMode(),
-		},
-		ClientTLS:       cfg.ClientTLSMode(),
-		LoginTimeout:    cfg.Limits.ClientLoginTimeout.Duration,
-		ShutdownTimeout: cfg.Limits.ShutdownTimeout.Duration,
-		MaxClients:      cfg.Limits.MaxClients,
-		ConfirmWait:     cfg.Cluster.LeaderWait.Duration,
-		// Polling learns of a promotion after it happened; a watched
-		// leader key changes before it, so DCS modes need no check.
-		ConfirmReplicas: cfg.Cluster.Discovery == "patroni-api" || cfg.Cluster.Discovery == "probe",
-		Logger:          log,
-	}
-	if cfg.ClientTLSMode() != config.ClientTLSDisable {
-		tc, err := proxy.LoadTLS(cfg.Path(cfg.TLS.Cert), cfg.Path(cfg.TLS.Key))
-		if err != nil {
-			return nil, err
-		}
-		opts.TLSConfig = tc
-	}
-	srv := proxy.New(opts)
+	reg := proxy.NewRegistry()
+	rt := router.New(routerPorts(cfg), reg.Counts)
+	popts.Router, popts.Registry, popts.Dialer, popts.Logger = rt, reg, dialer(cfg), log
+	ap := &applier{router: rt, registry: reg, now: time.Now}
+
+	srv := proxy.New(popts)
 	if err := srv.Listen(); err != nil {
 		return nil, err
 	}
 	// Discovery comes last: a DCS client starts goroutines at once, and
 	// nothing after it may fail and leave them running.
-	disc, err := discovery.New(cfg, rt.Update, log)
+	dopts.Logger = log
+	disc, err := discovery.New(dopts, ap.apply)
 	if err != nil {
 		srv.Close()
-		return nil, err
+		return nil, fmt.Errorf("cluster.%s: %w", cfg.Cluster.Discovery, err)
 	}
-
-	return &App{Router: rt, Registry: reg, proxy: srv, disc: disc}, nil
+	// Polling learns of a promotion after it happened; a watched leader
+	// key changes before it, so only polling needs in-band checks.
+	srv.ConfirmReplicas(disc.Polling())
+	return &App{Router: rt, proxy: srv, disc: disc, log: log}, nil
 }
 
 // Addr is the bound address of the named listener.
 func (a *App) Addr(listener string) net.Addr { return a.proxy.Addr(listener) }
 
+// Registry is the set of live sessions bound to members.
+func (a *App) Registry() *proxy.Registry { return a.proxy.Registry() }
+
+// Stats are the live counters of the named listener.
+func (a *App) Stats(listener string) *proxy.Counters { return a.proxy.Stats(listener) }
+
 // Run serves until ctx is done, then shuts down gracefully (see
-// proxy.Server.Serve). The first error stops everything.
+// proxy.Server.Serve). Discovery runs until the proxy has finished, so
+// that a role change during the shutdown's grace period still ends the
+// sessions it concerns. The first error stops everything.
 func (a *App) Run(ctx context.Context) error {
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return a.disc.Run(gctx) })
-	g.Go(func() error { return a.proxy.Serve(gctx) })
-	err := g.Wait()
+	dctx, stopDiscovery := context.WithCancel(context.Background())
+	discDone := make(chan error, 1)
+	go func() { discDone <- a.disc.Run(dctx) }()
+
+	pctx, stopProxy := context.WithCancel(ctx)
+	defer stopProxy()
+	proxyDone := make(chan error, 1)
+	go func() { proxyDone <- a.proxy.Serve(pctx) }()
+
+	var err error
+	select {
+	case err = <-proxyDone:
+		stopDiscovery()
+		if derr := <-discDone; !errors.Is(derr, context.Canceled) {
+			err = errors.Join(err, derr)
+		}
+	case err = <-discDone: // discovery failed on its own
+		a.log.Error("discovery stopped", "err", err)
+		stopProxy()
+		err = errors.Join(err, <-proxyDone)
+		stopDiscovery()
+	}
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}

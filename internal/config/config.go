@@ -100,6 +100,8 @@ type Probe struct {
 type Static struct {
 	Members       []Member `toml:"members"`
 	CheckInterval Duration `toml:"check_interval"`
+	Fall          int      `toml:"fall"` // failed checks in a row before a member is down
+	Rise          int      `toml:"rise"` // passed checks in a row before it is up again
 }
 
 // Member is one PostgreSQL node of the cluster.
@@ -137,10 +139,12 @@ type TLS struct {
 
 // Limits bounds what a client can cost.
 type Limits struct {
+	StartupTimeout     Duration `toml:"startup_timeout"`
 	ClientLoginTimeout Duration `toml:"client_login_timeout"`
 	ConnectTimeout     Duration `toml:"connect_timeout"`
 	ShutdownTimeout    Duration `toml:"shutdown_timeout"`
 	MaxClients         int      `toml:"max_clients"`
+	MaxStartups        int      `toml:"max_startups"`
 }
 
 // Values of enumerated keys.

@@ -40,6 +40,12 @@ func (c *Config) validateDiscovery(v *validator) {
 	switch cl.Discovery {
 	case "static":
 		v.duration("cluster.static.check_interval", cl.Static.CheckInterval)
+		if cl.Static.Fall < 0 {
+			v.errorf("cluster.static.fall", "must be 1 or more (failed checks in a row before a member is down), got %d", cl.Static.Fall)
+		}
+		if cl.Static.Rise < 0 {
+			v.errorf("cluster.static.rise", "must be 1 or more (passed checks in a row before a member is up again), got %d", cl.Static.Rise)
+		}
 		v.members("cluster.static.members", cl.Static.Members, true)
 	case "etcd":
 		e := cl.Etcd

@@ -11,10 +11,14 @@ import (
 // Defaults, documented key by key in configs/switchyard.toml.
 const (
 	DefaultAdminListen        = "127.0.0.1:7000"
+	DefaultStartupTimeout     = 5 * time.Second
 	DefaultClientLoginTimeout = 15 * time.Second
 	DefaultConnectTimeout     = 5 * time.Second
 	DefaultShutdownTimeout    = 30 * time.Second
 	DefaultMaxClients         = 10000
+	DefaultMaxStartups        = 1000
+	DefaultFall               = 3
+	DefaultRise               = 2
 	DefaultCheckInterval      = time.Second
 	DefaultNamespace          = "/service"
 	DefaultDCSGrace           = 30 * time.Second
@@ -35,11 +39,18 @@ func (c *Config) setDefaults() {
 			*d = D(v)
 		}
 	}
+	defInt := func(n *int, v int) {
+		if *n == 0 {
+			*n = v
+		}
+	}
 	def(&c.Admin.Listen, DefaultAdminListen)
 	def(&c.Log.Level, "info")
 	def(&c.Log.Format, "text")
 	def(&c.Cluster.Discovery, "static")
 	defDur(&c.Cluster.Static.CheckInterval, DefaultCheckInterval)
+	defInt(&c.Cluster.Static.Fall, DefaultFall)
+	defInt(&c.Cluster.Static.Rise, DefaultRise)
 	def(&c.Cluster.Namespace, DefaultNamespace)
 	def(&c.Cluster.DCSFailure, DCSKeepLast)
 	defDur(&c.Cluster.DCSGrace, DefaultDCSGrace)
@@ -64,11 +75,12 @@ func (c *Config) setDefaults() {
 		def(&c.TLS.ServerMode, ServerTLSPrefer)
 	}
 	defDur(&c.Limits.ClientLoginTimeout, DefaultClientLoginTimeout)
+	// A short login timeout shortens the default startup timeout with it.
+	defDur(&c.Limits.StartupTimeout, min(DefaultStartupTimeout, max(c.Limits.ClientLoginTimeout.Duration, time.Millisecond)))
 	defDur(&c.Limits.ConnectTimeout, DefaultConnectTimeout)
 	defDur(&c.Limits.ShutdownTimeout, DefaultShutdownTimeout)
-	if c.Limits.MaxClients == 0 {
-		c.Limits.MaxClients = DefaultMaxClients
-	}
+	defInt(&c.Limits.MaxClients, DefaultMaxClients)
+	defInt(&c.Limits.MaxStartups, DefaultMaxStartups)
 }
 
 func (c *Config) validate(v *validator) {
@@ -134,11 +146,19 @@ func (c *Config) validate(v *validator) {
 		}
 	}
 
+	v.duration("limits.startup_timeout", c.Limits.StartupTimeout)
 	v.duration("limits.client_login_timeout", c.Limits.ClientLoginTimeout)
+	if lt := c.Limits.ClientLoginTimeout.Duration; lt > 0 && c.Limits.StartupTimeout.Duration > lt {
+		v.errorf("limits.startup_timeout", "%s is longer than limits.client_login_timeout (%s), which it is part of",
+			c.Limits.StartupTimeout.Duration, c.Limits.ClientLoginTimeout.Duration)
+	}
 	v.duration("limits.connect_timeout", c.Limits.ConnectTimeout)
 	v.duration("limits.shutdown_timeout", c.Limits.ShutdownTimeout)
 	if c.Limits.MaxClients < 0 {
 		v.errorf("limits.max_clients", "must be positive, got %d", c.Limits.MaxClients)
+	}
+	if c.Limits.MaxStartups < 0 {
+		v.errorf("limits.max_startups", "must be positive, got %d", c.Limits.MaxStartups)
 	}
 }
 

@@ -22,7 +22,8 @@ const (
 	UserSCRAM    = "sy_scram"
 	UserMD5      = "sy_md5"
 	UserTrust    = "sy_trust"
-	UserSuper    = "postgres" // trust on loopback
+	UserTLSOnly  = "sy_tlsonly" // SCRAM, and refused without TLS (hostnossl reject)
+	UserSuper    = "postgres"   // trust on loopback
 	Password     = "switchyard-secret"
 	ReplUser     = "replicator"
 	DefaultDB    = "postgres"
@@ -104,6 +105,8 @@ func StartPG(ctx context.Context, opts PGOptions) (c *PGCluster, err error) {
 		"CREATE ROLE "+UserSCRAM+" LOGIN PASSWORD '"+Password+"'",
 		"SET password_encryption = 'md5'",
 		"CREATE ROLE "+UserMD5+" LOGIN PASSWORD '"+Password+"'",
+		"SET password_encryption = 'scram-sha-256'",
+		"CREATE ROLE "+UserTLSOnly+" LOGIN PASSWORD '"+Password+"'",
 		"GRANT pg_read_all_stats, pg_signal_backend TO "+UserSCRAM+", "+UserMD5+", "+UserTrust,
 		"CREATE TABLE IF NOT EXISTS switchyard_probe (id bigserial PRIMARY KEY, note text)",
 		"GRANT ALL ON switchyard_probe, switchyard_probe_id_seq TO PUBLIC",
@@ -142,6 +145,7 @@ func (c *PGCluster) writeConfig(n *PGNode) error {
 		"host all " + UserSuper + " 127.0.0.1/32 trust\n" +
 		"host all " + UserTrust + " 127.0.0.1/32 trust\n" +
 		"host all " + UserMD5 + " 127.0.0.1/32 md5\n" +
+		"hostnossl all " + UserTLSOnly + " 127.0.0.1/32 reject\n" +
 		"host all all 127.0.0.1/32 scram-sha-256\n"
 	if err := os.WriteFile(filepath.Join(n.DataDir, "pg_hba.conf"), []byte(hba), 0o600); err != nil {
 		return err

@@ -1,6 +1,8 @@
-// Package router turns a topology snapshot into a backend choice per
-// listener, and keeps the registry of live sessions by backend.
-package router
+// Package topology holds the values discovery produces and everyone else
+// reads: a whole, immutable Snapshot of the cluster and its Members. It
+// has no dependencies, so consumers (router, proxy, pools, the admin
+// page) import it without importing the discovery sources.
+package topology
 
 import "time"
 
@@ -24,21 +26,10 @@ func (r Role) String() string {
 	return "unknown"
 }
 
-// ParseRole maps a config or DCS spelling to a Role.
-func ParseRole(s string) Role {
-	switch s {
-	case "primary", "master", "leader", "standby_leader":
-		return RolePrimary
-	case "replica", "standby", "sync_standby":
-		return RoleReplica
-	}
-	return RoleUnknown
-}
-
 // LagUnknown is Member.Lag when discovery cannot tell a replica's lag.
 const LagUnknown int64 = -1
 
-// Member is one PostgreSQL node as the router sees it.
+// Member is one PostgreSQL node.
 type Member struct {
 	Name          string
 	Addr          string // host:port
@@ -50,23 +41,28 @@ type Member struct {
 	State         string // the HA agent's word for the member's state, for logs
 	Why           string // why discovery gave the member no role, for clients
 
-	// Since is when the router saw the member take its current role, zero
-	// for roles held in the first snapshot; the router sets it, discovery
-	// leaves it zero.
+	// Suspect is set by health checks when the last check failed but
+	// fewer than `fall` in a row have: the member gets no new sessions,
+	// and the ones it has stay.
+	Suspect bool
+
+	// Since is when the member took its current role, zero for roles held
+	// in the first snapshot. Discovery leaves it zero; Stamp sets it.
 	Since time.Time
 }
 
-// Topology is an immutable snapshot of the cluster. Discovery builds a new
-// one for every change; nobody modifies a published snapshot.
-type Topology struct {
+// Snapshot is the cluster at one moment. Discovery builds a new one for
+// every change; nobody modifies a published snapshot.
+type Snapshot struct {
 	Revision uint64
 	Members  []Member
 	Paused   bool   // Patroni maintenance mode: informational
 	Source   string // where the snapshot came from, for logs and stats
 }
 
-// Primary returns the healthy primary, if there is exactly one.
-func (t *Topology) Primary() (Member, bool) {
+// Primary returns the healthy primary, if there is exactly one. A
+// suspect primary is still the primary: its sessions stay.
+func (t *Snapshot) Primary() (Member, bool) {
 	if t == nil {
 		return Member{}, false
 	}
@@ -82,7 +78,7 @@ func (t *Topology) Primary() (Member, bool) {
 }
 
 // Member returns the member called name.
-func (t *Topology) Member(name string) (Member, bool) {
+func (t *Snapshot) Member(name string) (Member, bool) {
 	if t == nil {
 		return Member{}, false
 	}
@@ -95,8 +91,8 @@ func (t *Topology) Member(name string) (Member, bool) {
 }
 
 // Equal reports whether t and u describe the same cluster, ignoring the
-// revision and the router's Since stamps.
-func (t *Topology) Equal(u *Topology) bool {
+// revision, the source and the Since stamps.
+func (t *Snapshot) Equal(u *Snapshot) bool {
 	if t == nil || u == nil {
 		return t == u
 	}
@@ -111,4 +107,27 @@ func (t *Topology) Equal(u *Topology) bool {
 		}
 	}
 	return true
+}
+
+// Stamped returns a copy of next whose members carry Since: kept from prev
+// where a member holds the same role, now where its role changed, and
+// zero throughout when prev is nil or empty (roles held before we
+// started). next itself is not modified: it may still be held by its
+// producer.
+func Stamped(prev, next *Snapshot, now time.Time) *Snapshot {
+	out := *next
+	out.Members = make([]Member, len(next.Members))
+	copy(out.Members, next.Members)
+	for i := range out.Members {
+		m := &out.Members[i]
+		m.Since = time.Time{}
+		switch old, ok := prev.Member(m.Name); {
+		case prev == nil || prev.Revision == 0:
+		case ok && old.Role == m.Role:
+			m.Since = old.Since
+		default:
+			m.Since = now
+		}
+	}
+	return &out
 }

@@ -1,0 +1,87 @@
+// Package wire reads and follows PostgreSQL protocol messages without
+// interpreting them: whole messages with a bounded length, and message
+// boundaries in a byte stream that is forwarded as it comes.
+package wire
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// MaxMessageLen bounds one protocol message after startup. PostgreSQL
+// itself refuses most messages over 1 GB.
+const MaxMessageLen = 1 << 30
+
+// ReadMessage reads one typed message (type, length, body) of at most max
+// bytes and returns it whole, in a fresh slice. A stream that ends inside
+// a message gives io.ErrUnexpectedEOF.
+func ReadMessage(r *bufio.Reader, max int) ([]byte, error) {
+	hdr, err := r.Peek(5)
+	if err != nil {
+		if len(hdr) > 0 && errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	n := int(binary.BigEndian.Uint32(hdr[1:]))
+	if n < 4 || n+1 > max {
+		return nil, fmt.Errorf("message %q has invalid length %d", hdr[0], n)
+	}
+	msg := make([]byte, n+1)
+	if _, err := io.ReadFull(r, msg); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	return msg, nil
+}
+
+// Framer follows message boundaries in a byte stream without copying it:
+// it reads the 5-byte headers (type, length) and skips bodies.
+type Framer struct {
+	remaining int     // body bytes of the current message not yet seen
+	hdr       [5]byte // partial header
+	hdrN      int
+	last      byte // type of the last message whose header was seen
+}
+
+// Scan advances over p, calling onHeader (if not nil) with the type of
+// each message whose header completes. It fails on a length no
+// PostgreSQL peer sends.
+func (f *Framer) Scan(p []byte, onHeader func(typ byte)) error {
+	for len(p) > 0 {
+		if f.remaining > 0 {
+			n := min(f.remaining, len(p))
+			f.remaining -= n
+			p = p[n:]
+			continue
+		}
+		n := copy(f.hdr[f.hdrN:], p)
+		f.hdrN += n
+		p = p[n:]
+		if f.hdrN < 5 {
+			return nil
+		}
+		length := int(binary.BigEndian.Uint32(f.hdr[1:]))
+		if length < 4 || length > MaxMessageLen {
+			return fmt.Errorf("message %q has invalid length %d", f.hdr[0], length)
+		}
+		f.last = f.hdr[0]
+		f.hdrN = 0
+		f.remaining = length - 4
+		if onHeader != nil {
+			onHeader(f.last)
+		}
+	}
+	return nil
+}
+
+// AtBoundary reports whether everything scanned ends with a whole message.
+func (f *Framer) AtBoundary() bool { return f.remaining == 0 && f.hdrN == 0 }
+
+// Last is the type of the last message whose header was scanned.
+func (f *Framer) Last() byte { return f.last }

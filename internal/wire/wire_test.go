@@ -1,0 +1,81 @@
+package wire
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/switchyard-proxy/switchyard/internal/wire/wiretest"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+func TestFramerBoundariesAnySplit(t *testing.T) {
+	stream := wiretest.Encode(t,
+		&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("x"), DataTypeOID: 23}}},
+		&pgproto3.DataRow{Values: [][]byte{[]byte(strings.Repeat("v", 1000))}},
+		&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")},
+		&pgproto3.ReadyForQuery{TxStatus: 'I'},
+	)
+	ends := map[int]bool{}
+	{
+		var f Framer
+		for i := range stream {
+			f.Scan(stream[i:i+1], nil)
+			if f.AtBoundary() {
+				ends[i+1] = true
+			}
+		}
+		if len(ends) != 4 || !ends[len(stream)] {
+			t.Fatalf("boundaries at %v", ends)
+		}
+	}
+	// Any split point gives the same boundaries and types.
+	for cut := 0; cut <= len(stream); cut++ {
+		var f Framer
+		var types []byte
+		on := func(t byte) { types = append(types, t) }
+		f.Scan(stream[:cut], on)
+		if f.AtBoundary() != (cut == 0 || ends[cut]) {
+			t.Fatalf("cut %d: AtBoundary = %v", cut, f.AtBoundary())
+		}
+		f.Scan(stream[cut:], on)
+		if !f.AtBoundary() || string(types) != "TDCZ" || f.Last() != 'Z' {
+			t.Fatalf("cut %d: boundary %v types %q", cut, f.AtBoundary(), types)
+		}
+	}
+}
+
+func TestFramerRejectsBadLength(t *testing.T) {
+	var f Framer
+	if err := f.Scan([]byte{'Q', 0, 0, 0, 3}, nil); err == nil {
+		t.Fatal("length 3 accepted")
+	}
+	f = Framer{}
+	if err := f.Scan([]byte{'Q', 0x7f, 0xff, 0xff, 0xff}, nil); err == nil {
+		t.Fatal("2 GB message accepted")
+	}
+}
+
+func TestReadMessage(t *testing.T) {
+	stream := wiretest.Encode(t, &pgproto3.Query{String: "SELECT 1"}, &pgproto3.Terminate{})
+	r := bufio.NewReader(bytes.NewReader(stream))
+	m, err := ReadMessage(r, 100)
+	if err != nil || m[0] != 'Q' {
+		t.Fatalf("%q %v", m, err)
+	}
+	if m, err = ReadMessage(r, 100); err != nil || m[0] != 'X' || len(m) != 5 {
+		t.Fatalf("%q %v", m, err)
+	}
+	if _, err = ReadMessage(r, 100); err != io.EOF {
+		t.Fatalf("at the end: %v, want EOF", err)
+	}
+	if _, err = ReadMessage(bufio.NewReader(bytes.NewReader(stream[:7])), 100); err != io.ErrUnexpectedEOF {
+		t.Fatalf("cut short: %v, want ErrUnexpectedEOF", err)
+	}
+	if _, err = ReadMessage(bufio.NewReader(bytes.NewReader(stream)), 8); err == nil {
+		t.Fatal("a message over max was accepted")
+	}
+}
