@@ -170,3 +170,31 @@ func TestSuspectMembersKeepSessionsButGetNoNewOnes(t *testing.T) {
 		t.Errorf("rw with a suspect primary: %v after %v, want none after leader_wait", names(got), time.Since(start))
 	}
 }
+
+// Before discovery's first snapshot every listener waits (up to
+// leader_wait) instead of refusing: Switchyard has just started.
+func TestCandidatesWaitForTheFirstSnapshot(t *testing.T) {
+	r := New([]Port{{Name: "ro", Role: Replica, LeaderWait: 2 * time.Second}}, nil)
+	got := make(chan []Member, 1)
+	go func() {
+		m, _ := r.Candidates(ctx, "ro")
+		got <- m
+	}()
+	timer := time.NewTimer(50 * time.Millisecond)
+	<-timer.C
+	r.Update(topo(1, Member{Name: "r1", Role: RoleReplica, Healthy: true}))
+	select {
+	case m := <-got:
+		if len(m) != 1 || m[0].Name != "r1" {
+			t.Errorf("got %v, want r1 from the first snapshot", names(m))
+		}
+	case <-time.After(time.Second):
+		t.Fatal("the first snapshot did not release the waiting session")
+	}
+	// Once discovery has answered, a replica listener does not wait.
+	r.Update(topo(2, Member{Name: "p", Role: RolePrimary, Healthy: true}))
+	start := time.Now()
+	if m, _ := r.Candidates(ctx, "ro"); len(m) != 0 || time.Since(start) > 100*time.Millisecond {
+		t.Errorf("no replica: got %v after %v, want none at once", names(m), time.Since(start))
+	}
+}

@@ -60,7 +60,8 @@ func (r *Router) Snapshot() *topology.Snapshot { return r.snap.Load() }
 // order: the balance policy's choice first, then the others, then the
 // primary when the listener falls back to it. An empty list means no
 // member can serve the listener's role. On a primary listener with no
-// usable primary it first waits up to the port's LeaderWait for one, or
+// usable primary it first waits up to the port's LeaderWait for one, and
+// on any listener before the first snapshot it waits as long for that, or
 // until ctx ends. Suspect members get no new sessions.
 func (r *Router) Candidates(ctx context.Context, listener string) ([]topology.Member, error) {
 	p, ok := r.ports[listener]
@@ -68,11 +69,17 @@ func (r *Router) Candidates(ctx context.Context, listener string) ([]topology.Me
 		return nil, fmt.Errorf("router: unknown listener %q", listener)
 	}
 	t := r.snap.Load()
-	primary, hasPrimary := usablePrimary(t)
-	if p.Role == Primary && !hasPrimary && p.LeaderWait > 0 {
-		t = r.waitPrimary(ctx, p.LeaderWait)
-		primary, hasPrimary = usablePrimary(t)
+	switch {
+	case p.Role == Primary:
+		if _, ok := usablePrimary(t); !ok {
+			t = r.wait(ctx, p.LeaderWait, func(t *topology.Snapshot) bool { _, ok := usablePrimary(t); return ok })
+		}
+	case t.Revision == 0:
+		// Discovery has not answered yet (Switchyard just started): wait
+		// for its first snapshot as a primary listener waits for a leader.
+		t = r.wait(ctx, p.LeaderWait, func(t *topology.Snapshot) bool { return t.Revision > 0 })
 	}
+	primary, hasPrimary := usablePrimary(t)
 	var pool []topology.Member
 	switch p.Role {
 	case Primary:
@@ -101,9 +108,9 @@ func usablePrimary(t *topology.Snapshot) (topology.Member, bool) {
 	return p, ok && !p.Suspect
 }
 
-// waitPrimary waits up to d for a snapshot with a usable primary and
-// returns the latest snapshot, with or without one.
-func (r *Router) waitPrimary(ctx context.Context, d time.Duration) *topology.Snapshot {
+// wait waits up to d for a snapshot for which ok holds, and returns the
+// latest snapshot, whether ok holds for it or not.
+func (r *Router) wait(ctx context.Context, d time.Duration, ok func(*topology.Snapshot) bool) *topology.Snapshot {
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	for {
@@ -111,7 +118,7 @@ func (r *Router) waitPrimary(ctx context.Context, d time.Duration) *topology.Sna
 		ch := r.changed
 		r.mu.Unlock()
 		t := r.snap.Load()
-		if _, ok := usablePrimary(t); ok {
+		if ok(t) || d <= 0 {
 			return t
 		}
 		select {
