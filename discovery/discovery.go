@@ -161,7 +161,7 @@ func OpenStore(opts Options) (Store, error) {
 	case ModeEtcd:
 		tc, err := tlsConfig(opts.Etcd.TLS)
 		if err != nil {
-			return nil, fmt.Errorf("etcd: %w", err)
+			return nil, err
 		}
 		return newEtcdStore(opts.Etcd, tc, prefix)
 	case ModeConsul:

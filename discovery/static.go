@@ -50,6 +50,7 @@ type static struct {
 type checkState struct {
 	fails, passes int
 	down          bool
+	local         bool // the last check could not run here (logged once)
 }
 
 // checkResult is one TCP check.
@@ -112,9 +113,16 @@ func (s *static) read(ctx context.Context, after uint64, wait time.Duration) (*t
 // apply moves member i through up → suspect → down → up by one result.
 func (s *static) apply(i int, r checkResult) {
 	m, h := &s.members[i], &s.health[i]
-	switch r {
-	case checkLocal:
+	if r == checkLocal {
+		if !h.local {
+			s.log.Warn("health check could not run on this host (out of descriptors or ports): no verdict on the member until it can",
+				"member", m.Name, "address", m.Addr)
+		}
+		h.local = true
 		return
+	}
+	h.local = false
+	switch r {
 	case checkPassed:
 		h.fails = 0
 		m.Suspect = false
@@ -160,7 +168,6 @@ func (s *static) check(ctx context.Context) []checkResult {
 				c.Close()
 				out[i] = checkPassed
 			case localFailure(err):
-				s.log.Warn("health check could not run here; no verdict on the member", "member", m.Name, "err", err)
 				out[i] = checkLocal
 			default:
 				out[i] = checkFailed

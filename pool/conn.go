@@ -23,18 +23,17 @@ type Key struct {
 // and the parameters it reported.
 type Conn struct {
 	net.Conn
-	R       *bufio.Reader
-	Member  string // the member's name
-	Addr    string // host:port dialled
-	Key     Key    // zero until the server sent BackendKeyData
-	Params  map[string]string
-	Created time.Time
+	R      *bufio.Reader
+	Member string // the member's name
+	Addr   string // host:port dialled
+	Key    Key    // zero until the server sent BackendKeyData
+	Params map[string]string
 }
 
 // NewConn wraps c, dialled to member at addr.
 func NewConn(c net.Conn, member, addr string) *Conn {
 	return &Conn{Conn: c, R: bufio.NewReaderSize(c, 8<<10), Member: member, Addr: addr,
-		Params: map[string]string{}, Created: time.Now()}
+		Params: map[string]string{}}
 }
 
 // Cancel asks the server to cancel whatever this connection is running,

@@ -281,9 +281,6 @@ func (s *Server) shout(msg string, args ...any) {
 	s.log.Warn(msg, args...)
 }
 
-// Clients returns the number of clients counted against MaxClients.
-func (s *Server) Clients() int64 { return s.active.Load() }
-
 // Stats returns the live counters of the named listener, nil if there is
 // none.
 func (s *Server) Stats(listener string) *Counters {

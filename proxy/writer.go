@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"net"
-	"sync"
 	"time"
 
 	"github.com/switchyard-proxy/switchyard/internal/wire"
@@ -21,10 +20,9 @@ const errorWriteGrace = time.Second
 //
 // Login messages are queued whole and flushed at the points where the
 // client must answer; the relay writes its stream through Write. Only the
-// session goroutine writes; setConn and the deadline setters may be
-// called from interrupt.
+// session goroutine uses it (interrupt sets deadlines on session.client,
+// the same socket).
 type clientWriter struct {
-	mu   sync.Mutex // guards conn for setConn against deadline setters
 	conn net.Conn
 
 	buf   []byte      // whole messages queued, not yet written
@@ -32,22 +30,12 @@ type clientWriter struct {
 	total int64       // bytes the socket accepted
 }
 
-func (w *clientWriter) setConn(c net.Conn) {
-	w.mu.Lock()
-	w.conn = c
-	w.mu.Unlock()
-}
-
-func (w *clientWriter) current() net.Conn {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.conn
-}
+func (w *clientWriter) setConn(c net.Conn) { w.conn = c }
 
 // rawByte writes a one-byte answer to SSLRequest or GSSENCRequest. It is
 // not a message and is never followed by a partial one.
 func (w *clientWriter) rawByte(b byte) error {
-	_, err := w.current().Write([]byte{b})
+	_, err := w.conn.Write([]byte{b})
 	return err
 }
 
@@ -74,7 +62,7 @@ func (w *clientWriter) Write(p []byte) (int, error) {
 }
 
 func (w *clientWriter) write(p []byte) (int, error) {
-	n, err := w.current().Write(p)
+	n, err := w.conn.Write(p)
 	w.total += int64(n)
 	// A whole-message stream cannot fail to frame; if it does, the framer
 	// stays off a boundary and no error will be appended.
@@ -97,6 +85,6 @@ func (w *clientWriter) sendError(err error) {
 		return
 	}
 	w.queue(encodeError(err))
-	w.current().SetWriteDeadline(time.Now().Add(errorWriteGrace))
+	w.conn.SetWriteDeadline(time.Now().Add(errorWriteGrace))
 	w.flush()
 }
