@@ -252,7 +252,7 @@ func TestFirstPacketLikePostgreSQL(t *testing.T) {
 			if fromProxy != fromPG {
 				t.Errorf("Switchyard answered %s, PostgreSQL %s", fromProxy, fromPG)
 			}
-			eventually(t, 5*time.Second, "the session's log line", func() bool { return len(p.sessionLines()) > before })
+			testbed.Eventually(t, 5*time.Second, "the session's log line", func() bool { return len(p.sessionLines()) > before })
 		})
 	}
 	// Switchyard refuses GSS encryption; PostgreSQL here accepts it, so
@@ -334,7 +334,7 @@ func TestSilentAndBrokenClients(t *testing.T) {
 			if got := tc.run(dialWire(t, addr)); got != tc.want {
 				t.Fatalf("got %s, want %s", got, tc.want)
 			}
-			eventually(t, 5*time.Second, "the session's log line", func() bool { return len(p.sessionLines()) > before })
+			testbed.Eventually(t, 5*time.Second, "the session's log line", func() bool { return len(p.sessionLines()) > before })
 			lines := p.sessionLines()[before:]
 			if len(lines) != 1 || !strings.Contains(lines[0], "level="+tc.logLevel) {
 				t.Fatalf("want one %s session line, got %q", tc.logLevel, lines)
@@ -348,7 +348,7 @@ func TestSilentAndBrokenClients(t *testing.T) {
 	conn := connect(t, ctx, p.dsn("rw", testbed.UserSCRAM))
 	mustQuery(t, ctx, conn, "SELECT 1")
 	conn.Close(ctx)
-	eventually(t, 5*time.Second, "all sessions to end", func() bool { return p.Registry().Len() == 0 })
+	testbed.Eventually(t, 5*time.Second, "all sessions to end", func() bool { return p.Registry().Len() == 0 })
 }
 
 // fakeServer is a scripted PostgreSQL server for the cases a real one
@@ -397,7 +397,7 @@ func TestBackendClosesMidSession(t *testing.T) {
 	if got := sqlState(err); got != "08006" || !strings.Contains(err.Error(), "connection to server fake") {
 		t.Fatalf("backend hung up: %v (SQLSTATE %q), want 08006 naming the server", err, got)
 	}
-	eventually(t, 5*time.Second, "the session's log line", func() bool { return len(p.sessionLines()) > before })
+	testbed.Eventually(t, 5*time.Second, "the session's log line", func() bool { return len(p.sessionLines()) > before })
 	if lines := p.sessionLines()[before:]; len(lines) != 1 || !strings.Contains(lines[0], "level=WARN") ||
 		!strings.Contains(lines[0], "server connection lost") {
 		t.Fatalf("want one WARN 'server connection lost' line, got %q", lines)
@@ -424,7 +424,7 @@ func TestServerStallsDuringLogin(t *testing.T) {
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("took %s", d)
 	}
-	eventually(t, 5*time.Second, "the session to end", func() bool { return p.Registry().Len() == 0 })
+	testbed.Eventually(t, 5*time.Second, "the session to end", func() bool { return p.Registry().Len() == 0 })
 }
 
 // A client that says goodbye is an ordinary INFO "session ended", however
@@ -440,7 +440,7 @@ func TestGoodbyeIsAnOrdinaryEnd(t *testing.T) {
 		mustQuery(t, ctx, conn, "SELECT 1")
 		conn.Close(ctx) // sends Terminate
 	}
-	eventually(t, 5*time.Second, "every session line", func() bool { return len(p.sessionLines()) == n })
+	testbed.Eventually(t, 5*time.Second, "every session line", func() bool { return len(p.sessionLines()) == n })
 	for _, line := range p.sessionLines() {
 		if !strings.Contains(line, "level=INFO") || !strings.Contains(line, `msg="session ended"`) {
 			t.Fatalf("goodbye logged as %q", line)

@@ -181,11 +181,6 @@ func sqlState(err error) string {
 	return ""
 }
 
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	testbed.Eventually(t, d, what, cond)
-}
-
 // serveLoopback listens on 127.0.0.1 and runs handle for each connection
 // in its own goroutine, closing the connection afterwards. The listener
 // and every handler are gone when the test ends.

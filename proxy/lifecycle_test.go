@@ -75,7 +75,7 @@ func TestEndedSessionsQueryIsCancelled(t *testing.T) {
 				_, err := query(ctx, conn, "SELECT pg_sleep(120)")
 				done <- err
 			}()
-			eventually(t, 10*time.Second, "pg_sleep(120) to run", func() bool { return activeSleeps(ctx, t) == 1 })
+			testbed.Eventually(t, 10*time.Second, "pg_sleep(120) to run", func() bool { return activeSleeps(ctx, t) == 1 })
 			switch how {
 			case "role change":
 				p.Registry().Kill(func(s proxy.SessionInfo) bool { return true },
@@ -91,7 +91,7 @@ func TestEndedSessionsQueryIsCancelled(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Fatal("the session was not ended")
 			}
-			eventually(t, 5*time.Second, "pg_sleep(120) to stop on the server", func() bool { return activeSleeps(ctx, t) == 0 })
+			testbed.Eventually(t, 5*time.Second, "pg_sleep(120) to stop on the server", func() bool { return activeSleeps(ctx, t) == 0 })
 		})
 	}
 }
@@ -146,7 +146,7 @@ func TestRoleChangeDuringShutdownEndsSessions(t *testing.T) {
 	mustQuery(t, ctx, conn, "SELECT 1")
 	stopped := make(chan struct{})
 	go func() { p.Stop(); close(stopped) }()
-	eventually(t, 5*time.Second, "the shutdown to begin", func() bool { return len(p.Log.Matching("shutting down")) == 1 })
+	testbed.Eventually(t, 5*time.Second, "the shutdown to begin", func() bool { return len(p.Log.Matching("shutting down")) == 1 })
 	fw.StopAccepting() // pg1 fails its health checks from now on
 	_, err := query(ctx, conn, "SELECT pg_sleep(10)")
 	var pe *pgconn.PgError

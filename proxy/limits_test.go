@@ -35,7 +35,7 @@ func TestSilentSocketsDoNotHoldClientSlots(t *testing.T) {
 		defer c.Close()
 		silent = append(silent, c)
 	}
-	eventually(t, 5*time.Second, "five connections in startup", func() bool { return p.Stats("rw").Starting.Load() == 5 })
+	testbed.Eventually(t, 5*time.Second, "five connections in startup", func() bool { return p.Stats("rw").Starting.Load() == 5 })
 
 	// Over max_startups: closed at once, without a word.
 	over, err := net.Dial("tcp", p.addr("ro"))
@@ -52,7 +52,7 @@ func TestSilentSocketsDoNotHoldClientSlots(t *testing.T) {
 	for _, c := range silent[:2] {
 		c.Close()
 	}
-	eventually(t, 5*time.Second, "two startup slots to free", func() bool { return p.Stats("rw").Starting.Load() == 3 })
+	testbed.Eventually(t, 5*time.Second, "two startup slots to free", func() bool { return p.Stats("rw").Starting.Load() == 3 })
 	for i := range 2 {
 		c := connect(t, ctx, p.dsn("rw", testbed.UserTrust))
 		mustQuery(t, ctx, c, "SELECT 1")
@@ -115,7 +115,7 @@ client_login_timeout = "15s"
 		host, port, _ := net.SplitHostPort(addr)
 		return fmt.Sprintf("host=%s port=%s user=%s dbname=postgres sslmode=disable connect_timeout=5", host, port, testbed.UserTrust)
 	}
-	eventually(t, 10*time.Second, "Switchyard to listen", func() bool {
+	testbed.Eventually(t, 10*time.Second, "Switchyard to listen", func() bool {
 		c, err := net.Dial("tcp", ro)
 		if err == nil {
 			c.Close()

@@ -52,7 +52,7 @@ func TestRoutesByRole(t *testing.T) {
 		}
 	}
 	// The live counters saw it all.
-	eventually(t, 5*time.Second, "ro's clients to be gone", func() bool { return p.Stats("ro").Active.Load() == 0 })
+	testbed.Eventually(t, 5*time.Second, "ro's clients to be gone", func() bool { return p.Stats("ro").Active.Load() == 0 })
 	if st := p.Stats("ro"); st.Sessions.Load() != 4 || st.BytesIn.Load() == 0 || st.BytesOut.Load() == 0 {
 		t.Fatalf("ro counters: %d sessions, %d bytes in, %d out; want 4 and traffic", st.Sessions.Load(), st.BytesIn.Load(), st.BytesOut.Load())
 	}
@@ -112,8 +112,8 @@ func TestFallbackWhenReplicasDown(t *testing.T) {
 			return !a.Healthy && !b.Healthy
 		}
 	}
-	eventually(t, 5*time.Second, "health checks to see both replicas down", replicasDown(withFallback))
-	eventually(t, 5*time.Second, "health checks to see both replicas down", replicasDown(noFallback))
+	testbed.Eventually(t, 5*time.Second, "health checks to see both replicas down", replicasDown(withFallback))
+	testbed.Eventually(t, 5*time.Second, "health checks to see both replicas down", replicasDown(noFallback))
 
 	conn := connect(t, ctx, withFallback.dsn("ro", testbed.UserSCRAM))
 	if got := mustQuery(t, ctx, conn, "SELECT pg_is_in_recovery()"); got[0] != "f" {
@@ -166,7 +166,7 @@ func TestDialFallsThroughToNextCandidate(t *testing.T) {
 	if strings.Contains(pe.Message+pe.Detail, "pg9") || strings.Contains(pe.Message+pe.Detail, bad) {
 		t.Fatalf("08006 told an unauthenticated client about pg9 (%s): %+v", bad, pe)
 	}
-	eventually(t, 5*time.Second, "the log to name the member", func() bool { return len(p2.Log.Matching("pg9 ("+bad+"): connection failed")) == 1 })
+	testbed.Eventually(t, 5*time.Second, "the log to name the member", func() bool { return len(p2.Log.Matching("pg9 ("+bad+"): connection failed")) == 1 })
 }
 
 func TestTLSClientWithPsql(t *testing.T) {
@@ -243,7 +243,7 @@ func TestCancelThroughBothPorts(t *testing.T) {
 			done <- err
 		}()
 		// Wait until the query runs on the server.
-		eventually(t, 5*time.Second, "pg_sleep to start", func() bool {
+		testbed.Eventually(t, 5*time.Second, "pg_sleep to start", func() bool {
 			n := pg.Nodes[0]
 			if tc.session == "ro" {
 				n = nil
@@ -312,7 +312,7 @@ func TestRegistryKillEndsSessionsWithCause(t *testing.T) {
 		t.Fatalf("killed session: %v (SQLSTATE %q), want 25006 with the message", err, got)
 	}
 	mustQuery(t, ctx, ro, "SELECT 1") // sessions on other backends are untouched
-	eventually(t, 5*time.Second, "registry to drop the killed session", func() bool { return p.Registry().Len() == 1 })
+	testbed.Eventually(t, 5*time.Second, "registry to drop the killed session", func() bool { return p.Registry().Len() == 1 })
 }
 
 func TestMaxClients(t *testing.T) {
@@ -339,7 +339,7 @@ func TestGracefulShutdown(t *testing.T) {
 	stopped := make(chan struct{})
 	start := time.Now()
 	go func() { p.stop(); close(stopped) }()
-	eventually(t, 5*time.Second, "listener to close", func() bool {
+	testbed.Eventually(t, 5*time.Second, "listener to close", func() bool {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			c.Close()
