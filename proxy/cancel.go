@@ -57,5 +57,3 @@ func (c *cancelMap) lookup(k pool.Key) (cancelTarget, bool) {
 	t, ok := c.m[k]
 	return t, ok
 }
-
-func keyOf(pid uint32, secret string) pool.Key { return pool.Key{PID: pid, Secret: secret} }

@@ -96,12 +96,12 @@ func isTLS(c net.Conn) bool {
 // serveCancel relays a CancelRequest to the server its key stands for.
 // Unknown or malformed keys are ignored silently, as PostgreSQL does.
 func (s *session) serveCancel(ctx context.Context, p startupPacket) {
-	pid, secret, ok := parseCancel(p)
+	key, ok := parseCancel(p)
 	if !ok {
 		s.srv.log.Debug("malformed cancel request", "listener", s.ln.name, "client", s.client.RemoteAddr().String())
 		return
 	}
-	t, ok := s.srv.cancels.lookup(keyOf(pid, secret))
+	t, ok := s.srv.cancels.lookup(key)
 	if !ok {
 		s.srv.log.Debug("cancel request with unknown key", "listener", s.ln.name, "client", s.client.RemoteAddr().String())
 		return

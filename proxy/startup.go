@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/switchyard-proxy/switchyard/pool"
 )
 
 // Startup packet codes (the first 4 bytes after the length).
@@ -114,11 +116,12 @@ func (m *startupMessage) replication() bool {
 	return true
 }
 
-// parseCancel decodes a CancelRequest: process ID and a secret of 4 bytes
-// (protocol 3.0) up to 256 (3.2). A malformed one is ignored silently.
-func parseCancel(p startupPacket) (pid uint32, secret string, ok bool) {
+// parseCancel decodes a CancelRequest's key: process ID and a secret of 4
+// bytes (protocol 3.0) up to 256 (3.2). A malformed one is ignored
+// silently.
+func parseCancel(p startupPacket) (pool.Key, bool) {
 	if len(p.raw) < 16 || len(p.raw) > 16+252 {
-		return 0, "", false
+		return pool.Key{}, false
 	}
-	return binary.BigEndian.Uint32(p.raw[8:12]), string(p.raw[12:]), true
+	return pool.Key{PID: binary.BigEndian.Uint32(p.raw[8:12]), Secret: string(p.raw[12:])}, true
 }

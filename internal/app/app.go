@@ -6,7 +6,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -23,7 +22,6 @@ type App struct {
 	Router *router.Router
 	proxy  *proxy.Server
 	disc   *discovery.Watcher
-	log    *slog.Logger
 }
 
 // New builds everything cfg describes and binds the listeners, so that
@@ -69,7 +67,7 @@ func New(cfg *config.Config, log *slog.Logger) (*App, error) {
 	// Polling learns of a promotion after it happened; a watched leader
 	// key changes before it, so only polling needs in-band checks.
 	srv.ConfirmReplicas(disc.Polling())
-	return &App{Router: rt, proxy: srv, disc: disc, log: log}, nil
+	return &App{Router: rt, proxy: srv, disc: disc}, nil
 }
 
 // Addr is the bound address of the named listener.
@@ -84,32 +82,14 @@ func (a *App) Stats(listener string) *proxy.Counters { return a.proxy.Stats(list
 // Run serves until ctx is done, then shuts down gracefully (see
 // proxy.Server.Serve). Discovery runs until the proxy has finished, so
 // that a role change during the shutdown's grace period still ends the
-// sessions it concerns. The first error stops everything.
+// sessions it concerns.
 func (a *App) Run(ctx context.Context) error {
+	// The watcher returns only when its context ends.
 	dctx, stopDiscovery := context.WithCancel(context.Background())
-	discDone := make(chan error, 1)
-	go func() { discDone <- a.disc.Run(dctx) }()
-
-	pctx, stopProxy := context.WithCancel(ctx)
-	defer stopProxy()
-	proxyDone := make(chan error, 1)
-	go func() { proxyDone <- a.proxy.Serve(pctx) }()
-
-	var err error
-	select {
-	case err = <-proxyDone:
-		stopDiscovery()
-		if derr := <-discDone; !errors.Is(derr, context.Canceled) {
-			err = errors.Join(err, derr)
-		}
-	case err = <-discDone: // discovery failed on its own
-		a.log.Error("discovery stopped", "err", err)
-		stopProxy()
-		err = errors.Join(err, <-proxyDone)
-		stopDiscovery()
-	}
-	if errors.Is(err, context.Canceled) {
-		return nil
-	}
+	discDone := make(chan struct{})
+	go func() { a.disc.Run(dctx); close(discDone) }()
+	err := a.proxy.Serve(ctx)
+	stopDiscovery()
+	<-discDone
 	return err
 }
