@@ -28,6 +28,9 @@ type Conn struct {
 	Addr   string // host:port dialled
 	Key    Key    // zero until the server sent BackendKeyData
 	Params map[string]string
+	// Tag is its user's note of the state it left the connection in (the
+	// pooler's fingerprint of the settings in Params); 0 = unknown.
+	Tag uint64
 }
 
 // NewConn wraps c, dialled to member at addr.

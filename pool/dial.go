@@ -1,6 +1,7 @@
-// Package pool owns server connections: establishing them (Dialer), the
-// connection type relay and pooling share (Conn), and, next, pools of
-// them for session and transaction modes.
+// Package pool owns server connections: establishing them (Dialer),
+// logging in (Login), the connection type relay and pooling share (Conn),
+// and pgbouncer-style pools of them for session and transaction modes
+// (Set, one pool per member, database and user).
 package pool
 
 import (
