@@ -12,6 +12,17 @@ import (
 type cancelTarget struct {
 	addr string
 	key  pool.Key
+	// current, when set, names the server of the moment instead: a
+	// transaction-pooled client has none between transactions.
+	current func() (addr string, key pool.Key, ok bool)
+}
+
+// resolve is where a cancel for t must go now.
+func (t cancelTarget) resolve() (string, pool.Key, bool) {
+	if t.current != nil {
+		return t.current()
+	}
+	return t.addr, t.key, true
 }
 
 // cancelMap remembers, for every key handed to a client, which server it

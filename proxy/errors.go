@@ -16,6 +16,10 @@ import (
 // SQLSTATE codes Switchyard sends.
 const (
 	codeProtocolViolation    = "08P01"
+	codeInvalidPassword      = "28P01"
+	codeSyntaxError          = "42601"
+	codeIdleInTransaction    = "25P03"
+	codeIdleSession          = "57P05"
 	codeConnectionFailure    = "08006"
 	codeFeatureNotSupported  = "0A000"
 	codeInvalidAuthorization = "28000"
@@ -94,6 +98,10 @@ var (
 // has the server's own ErrorResponse.
 var errServerRejected = errors.New("server refused the login")
 
+// errServerClosed ends a pooled session whose server ended it with its
+// own FATAL ErrorResponse, which the client already has.
+var errServerClosed = errors.New("the server ended the session")
+
 // silentError ends a connection without a reply, where PostgreSQL itself
 // closes silently (a bad first packet); the reason is logged.
 type silentError struct{ reason string }
@@ -159,7 +167,7 @@ func renderable(err error) bool {
 		return false
 	case errors.As(err, &ce), errors.As(err, &kc), errors.Is(err, errLoginTimeout):
 		return true
-	case errors.Is(err, errServerRejected):
+	case errors.Is(err, errServerRejected), errors.Is(err, errServerClosed):
 		return false
 	}
 	return sideOf(err) == SideServer
@@ -200,6 +208,38 @@ func encodeError(err error) []byte {
 	b, encErr := errorResponse(err).Encode(nil)
 	if encErr != nil { // only on absurd sizes; fall back to a fixed message
 		b, _ = (&pgproto3.ErrorResponse{Severity: "FATAL", Code: codeInternal, Message: "internal error"}).Encode(nil)
+	}
+	return b
+}
+
+// requestError is the failure of one request that the client survives:
+// a pooled client that could not get a server, or whose transaction died
+// with its server. It is sent as an ERROR, not FATAL, and the client
+// keeps its connection.
+type requestError struct {
+	Code    string
+	Message string
+	Detail  string
+	Hint    string
+	cause   error // for the log only
+}
+
+func (e *requestError) Error() string {
+	msg := e.Message
+	if e.cause != nil {
+		msg += " (" + e.cause.Error() + ")"
+	}
+	return msg
+}
+
+func (e *requestError) Unwrap() error { return e.cause }
+
+// encode renders the ErrorResponse the client gets.
+func (e *requestError) encode() []byte {
+	b, err := (&pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: e.Code,
+		Message: e.Message, Detail: e.Detail, Hint: e.Hint}).Encode(nil)
+	if err != nil {
+		b, _ = (&pgproto3.ErrorResponse{Severity: "ERROR", Code: codeInternal, Message: "internal error"}).Encode(nil)
 	}
 	return b
 }

@@ -118,7 +118,7 @@ func TestCancelKeys(t *testing.T) {
 	if ka == kb || ka.Secret == a.key.Secret || len(ka.Secret) != 4 || len(kl.Secret) != 32 {
 		t.Fatalf("secrets: %x %x %x", ka.Secret, kb.Secret, kl.Secret)
 	}
-	if got, ok := m.lookup(kb); !ok || got != b {
+	if got, ok := m.lookup(kb); !ok || got.addr != b.addr || got.key != b.key {
 		t.Fatalf("lookup(b) = %+v %v", got, ok)
 	}
 	if _, ok := m.lookup(pool.Key{PID: 42, Secret: a.key.Secret}); ok {

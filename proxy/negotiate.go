@@ -106,9 +106,14 @@ func (s *session) serveCancel(ctx context.Context, p startupPacket) {
 		s.srv.log.Debug("cancel request with unknown key", "listener", s.ln.name, "client", s.client.RemoteAddr().String())
 		return
 	}
-	if err := s.srv.opts.Dialer.Cancel(ctx, t.addr, t.key); err != nil && !isClosed(err) {
-		s.srv.log.Warn("cancel request not delivered", "listener", s.ln.name, "backend", t.addr, "err", err)
+	addr, skey, ok := t.resolve()
+	if !ok {
+		s.srv.log.Debug("cancel request for a pooled client between transactions: nothing to cancel", "listener", s.ln.name)
 		return
 	}
-	s.srv.log.Debug("cancel request forwarded", "listener", s.ln.name, "backend", t.addr)
+	if err := s.srv.opts.Dialer.Cancel(ctx, addr, skey); err != nil && !isClosed(err) {
+		s.srv.log.Warn("cancel request not delivered", "listener", s.ln.name, "backend", addr, "err", err)
+		return
+	}
+	s.srv.log.Debug("cancel request forwarded", "listener", s.ln.name, "backend", addr)
 }

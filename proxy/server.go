@@ -41,6 +41,27 @@ type Listener struct {
 	Name    string
 	Address string
 	Role    router.Role // for messages and recovery checks
+	Mode    Mode        // relay, or a pool mode
+	Pool    PoolOptions // for pooled listeners
+}
+
+// Mode is how a listener serves its clients.
+type Mode uint8
+
+const (
+	Relay           Mode = iota // a server connection per client, authentication passed through
+	PoolSession                 // a pooled server for the client's whole life
+	PoolTransaction             // a pooled server per transaction
+)
+
+func (m Mode) String() string { return [...]string{"none", "session", "transaction"}[m] }
+
+// PoolOptions configure a pooled listener: its pools and the client
+// timeouts pgbouncer has.
+type PoolOptions struct {
+	pool.Options
+	ClientIdleTimeout      time.Duration // a client with no server attached, silent this long, is closed (57P05)
+	IdleTransactionTimeout time.Duration // a client idle inside a transaction this long is closed (25P03)
 }
 
 // Options configure a Server. Router, Registry and Dialer are required.
@@ -68,7 +89,10 @@ type Options struct {
 	// closed at once. 0 means no limit.
 	MaxClients  int
 	MaxStartups int
-	Logger      *slog.Logger
+	// Auth authenticates clients of pooled listeners; relay listeners
+	// pass authentication through.
+	Auth   Auth
+	Logger *slog.Logger
 }
 
 // Server is the relay proxy.
@@ -95,8 +119,14 @@ type Server struct {
 type listener struct {
 	name  string
 	role  router.Role
+	mode  Mode
 	ln    net.Listener
 	stats *Counters
+	pools *pool.Set // pooled listeners only
+	popts PoolOptions
+	// welcome caches each pool's server parameters, so that a client
+	// logs in without waiting for a server.
+	welcome welcomeCache
 }
 
 // New returns a Server; call Listen, then Serve.
@@ -129,7 +159,13 @@ func (s *Server) Listen() error {
 			s.Close()
 			return fmt.Errorf("listener %q: %w", l.Name, err)
 		}
-		s.listeners = append(s.listeners, &listener{name: l.Name, role: l.Role, ln: ln, stats: &Counters{}})
+		nl := &listener{name: l.Name, role: l.Role, mode: l.Mode, ln: ln, stats: &Counters{}, popts: l.Pool}
+		if l.Mode != Relay {
+			po := l.Pool.Options
+			po.Logger = s.log.With("listener", l.Name)
+			nl.pools = pool.NewSet(po, s.opener(nl))
+		}
+		s.listeners = append(s.listeners, nl)
 	}
 	return nil
 }
@@ -173,6 +209,22 @@ func (s *Server) Serve(ctx context.Context) error {
 		}()
 		s.log.Info("listening", "listener", l.name, "address", l.ln.Addr().String(), "role", l.role)
 	}
+	maint, stopMaint := context.WithCancel(context.Background())
+	var maintaining sync.WaitGroup
+	for _, l := range s.listeners {
+		if l.pools != nil {
+			maintaining.Go(func() { l.pools.Run(maint) })
+		}
+	}
+	defer func() {
+		stopMaint()
+		maintaining.Wait()
+		for _, l := range s.listeners {
+			if l.pools != nil {
+				l.pools.Close()
+			}
+		}
+	}()
 	<-ctx.Done()
 	s.Close()
 	accepting.Wait()

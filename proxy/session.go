@@ -80,6 +80,9 @@ func (s *session) run(ctx context.Context) error {
 	if err := s.srv.admit(s); err != nil {
 		return err
 	}
+	if s.ln.mode != Relay {
+		return s.runPooled(ctx, loginCtx)
+	}
 	if err := s.phase(loginCtx, func() error {
 		if err := s.connect(loginCtx); err != nil {
 			return err
@@ -191,13 +194,15 @@ func (s *session) logEnd(err error) {
 	)
 	switch {
 	case err == nil:
-		if s.backend.Name == "" { // a cancel request
+		if s.startup == nil { // a cancel request
 			level, msg = slog.LevelDebug, "cancel request served"
 		}
 	case errors.As(err, &kc):
 		msg = "session ended by Switchyard"
 	case errors.Is(err, errServerRejected):
 		msg = "server refused login"
+	case errors.Is(err, errServerClosed):
+		msg = "server ended the session"
 	case errors.Is(err, errStartupTimeout):
 		msg = "no startup packet within limits.startup_timeout; closed without a reply"
 	case errors.Is(err, errLoginTimeout):

@@ -42,6 +42,9 @@ func (w *clientWriter) rawByte(b byte) error {
 // queue appends whole messages to be written at the next flush.
 func (w *clientWriter) queue(msg []byte) { w.buf = append(w.buf, msg...) }
 
+// discard drops what is queued.
+func (w *clientWriter) discard() { w.buf = w.buf[:0] }
+
 // flush writes what is queued.
 func (w *clientWriter) flush() error {
 	if len(w.buf) == 0 {

@@ -50,12 +50,15 @@ func New(cfg *config.Config, log *slog.Logger) (*App, error) {
 	reg := proxy.NewRegistry()
 	rt := router.New(routerPorts(cfg), reg.Counts)
 	popts.Router, popts.Registry, popts.Dialer, popts.Logger = rt, reg, dialer(cfg), log
-	ap := &applier{router: rt, registry: reg, now: time.Now}
+	if popts.Auth.Method, popts.Auth.Store, err = authOptions(cfg, rt, popts.Dialer); err != nil {
+		return nil, err
+	}
 
 	srv := proxy.New(popts)
 	if err := srv.Listen(); err != nil {
 		return nil, err
 	}
+	ap := &applier{router: rt, registry: reg, pools: srv, now: time.Now}
 	// Discovery comes last: a DCS client starts goroutines at once, and
 	// nothing after it may fail and leave them running.
 	dopts.Logger = log
@@ -75,6 +78,10 @@ func (a *App) Addr(listener string) net.Addr { return a.proxy.Addr(listener) }
 
 // Registry is the set of live sessions bound to members.
 func (a *App) Registry() *proxy.Registry { return a.proxy.Registry() }
+
+// Pools is the proxy's pool control (drain, pause, resume, reconnect,
+// stats), which the admin console will call.
+func (a *App) Pools() *proxy.Server { return a.proxy }
 
 // Stats are the live counters of the named listener.
 func (a *App) Stats(listener string) *proxy.Counters { return a.proxy.Stats(listener) }

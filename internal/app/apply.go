@@ -15,16 +15,21 @@ import (
 //
 //  1. stamps Since on a copy (discovery's snapshot is not touched);
 //  2. the router takes it (new sessions route by it, waiters wake);
-//  3. the session registry ends the sessions whose member lost its role.
+//  3. the session registry ends the sessions whose member lost its role;
+//  4. the pools close their server connections to such a member (idle
+//     ones now, busy ones when their transaction ends).
 //
-// Pools (drain a member) and the admin page's event list plug in here
-// next, as further steps.
+// The admin page's event list plugs in here next.
 type applier struct {
 	mu       sync.Mutex
 	router   *router.Router
 	registry *proxy.Registry
+	pools    drainer
 	now      func() time.Time
 }
+
+// drainer is what the applier needs of the pools.
+type drainer interface{ Drain(member string) }
 
 // apply is discovery's Publish.
 func (a *applier) apply(next *topology.Snapshot) {
@@ -39,4 +44,38 @@ func (a *applier) apply(next *topology.Snapshot) {
 		return
 	}
 	a.registry.EndLost(func(b router.Binding) *router.Loss { return a.router.Lost(t, b) })
+	if a.pools != nil {
+		for _, m := range lostMembers(cur, t) {
+			a.pools.Drain(m)
+		}
+	}
+}
+
+// lostMembers are the members whose pooled servers must go: those that
+// were primary and are no longer (or no longer usable), and those that
+// left the topology or went unhealthy. A pool serves one role, so any
+// role change of its member ends its servers.
+func lostMembers(cur, next *topology.Snapshot) []string {
+	was := map[string]topology.Member{}
+	for _, m := range cur.Members {
+		was[m.Name] = m
+	}
+	var lost []string
+	seen := map[string]bool{}
+	for _, m := range next.Members {
+		seen[m.Name] = true
+		old, ok := was[m.Name]
+		if !ok {
+			continue
+		}
+		if old.Role != m.Role || (old.Healthy && !m.Healthy) {
+			lost = append(lost, m.Name)
+		}
+	}
+	for name := range was {
+		if !seen[name] {
+			lost = append(lost, name)
+		}
+	}
+	return lost
 }

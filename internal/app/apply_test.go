@@ -52,3 +52,33 @@ func TestApplyEndsSessionsThatLostTheirRole(t *testing.T) {
 		t.Fatalf("cause = %v, want a 57P01 KillCause", context.Cause(ctx))
 	}
 }
+
+// drains records the members the applier drained.
+type drains []string
+
+func (d *drains) Drain(member string) { *d = append(*d, member) }
+
+// Pools drain every member that changed role, went unhealthy or left the
+// topology, and no other.
+func TestApplyDrainsPools(t *testing.T) {
+	rt := router.New([]router.Port{{Name: "rw", Role: router.Primary}}, nil)
+	var d drains
+	a := &applier{router: rt, registry: proxy.NewRegistry(), pools: &d, now: time.Now}
+	m := func(name string, role topology.Role, healthy bool) topology.Member {
+		return topology.Member{Name: name, Role: role, Healthy: healthy}
+	}
+	a.apply(&topology.Snapshot{Revision: 1, Members: []topology.Member{
+		m("a", topology.RolePrimary, true), m("b", topology.RoleReplica, true), m("c", topology.RoleReplica, true), m("d", topology.RoleReplica, true)}})
+	if len(d) != 0 {
+		t.Fatalf("first snapshot drained %v", d)
+	}
+	a.apply(&topology.Snapshot{Revision: 2, Members: []topology.Member{
+		m("a", topology.RoleReplica, true), m("b", topology.RolePrimary, true), m("c", topology.RoleReplica, false)}})
+	got := map[string]bool{}
+	for _, name := range d {
+		got[name] = true
+	}
+	if len(d) != 4 || !got["a"] || !got["b"] || !got["c"] || !got["d"] {
+		t.Fatalf("drained %v, want a (demoted), b (promoted), c (unhealthy), d (gone)", d)
+	}
+}

@@ -40,6 +40,9 @@ var (
 		config.ServerTLSDisable: pool.TLSDisable, config.ServerTLSPrefer: pool.TLSPrefer,
 		config.ServerTLSRequire: pool.TLSRequire,
 	}
+	poolModes = map[string]proxy.Mode{
+		config.PoolNone: proxy.Relay, config.PoolSession: proxy.PoolSession, config.PoolTransaction: proxy.PoolTransaction,
+	}
 	modes = map[string]discovery.Mode{
 		"static": discovery.ModeStatic, "etcd": discovery.ModeEtcd, "consul": discovery.ModeConsul,
 		"zookeeper": discovery.ModeZooKeeper, "patroni-api": discovery.ModePatroniAPI, "probe": discovery.ModeProbe,
@@ -73,8 +76,9 @@ func proxyOptions(cfg *config.Config) (proxy.Options, error) {
 		MaxClients:      cfg.Limits.MaxClients,
 		MaxStartups:     cfg.Limits.MaxStartups,
 	}
-	for _, l := range cfg.Listeners {
-		o.Listeners = append(o.Listeners, proxy.Listener{Name: l.Name, Address: l.Address, Role: routerRoles[l.Role]})
+	for i, l := range cfg.Listeners {
+		o.Listeners = append(o.Listeners, proxy.Listener{Name: l.Name, Address: l.Address, Role: routerRoles[l.Role],
+			Mode: poolModes[l.PoolMode], Pool: poolOptions(cfg.PoolFor(i))})
 	}
 	if cfg.ClientTLSMode() != config.ClientTLSDisable {
 		tc, err := proxy.LoadTLS(cfg.Path(cfg.TLS.Cert), cfg.Path(cfg.TLS.Key))
@@ -84,6 +88,29 @@ func proxyOptions(cfg *config.Config) (proxy.Options, error) {
 		o.TLSConfig = tc
 	}
 	return o, nil
+}
+
+// poolOptions maps a listener's effective [pool] settings.
+func poolOptions(p config.Pool) proxy.PoolOptions {
+	return proxy.PoolOptions{
+		Options: pool.Options{
+			Size:             *p.DefaultPoolSize,
+			MinSize:          *p.MinPoolSize,
+			ReserveSize:      *p.ReservePoolSize,
+			ReserveTimeout:   p.ReservePoolTimeout.Duration,
+			MaxDBConns:       *p.MaxDBConnections,
+			MaxUserConns:     *p.MaxUserConnections,
+			IdleTimeout:      p.ServerIdleTimeout.Duration,
+			Lifetime:         p.ServerLifetime.Duration,
+			LoginRetry:       p.ServerLoginRetry.Duration,
+			QueryWaitTimeout: p.QueryWaitTimeout.Duration,
+			CheckDelay:       p.ServerCheckDelay.Duration,
+			CheckQuery:       *p.ServerCheckQuery,
+			ResetQuery:       *p.ServerResetQuery,
+		},
+		ClientIdleTimeout:      p.ClientIdleTimeout.Duration,
+		IdleTransactionTimeout: p.IdleTransactionTimeout.Duration,
+	}
 }
 
 // DiscoveryOptions maps [cluster], reading the files it names; errors

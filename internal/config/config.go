@@ -19,6 +19,8 @@ type Config struct {
 	Listeners []Listener `toml:"listener"`
 	TLS       *TLS       `toml:"tls,omitempty"`
 	Limits    Limits     `toml:"limits"`
+	Auth      Auth       `toml:"auth"`
+	Pool      Pool       `toml:"pool"`
 
 	// Dir is the directory of the file the config was loaded from; relative
 	// paths (TLS cert and key) are resolved against it.
@@ -126,7 +128,8 @@ type Listener struct {
 	PoolMode string `toml:"pool_mode"`
 	Balance  string `toml:"balance"`
 	Fallback string `toml:"fallback"`
-	MaxLag   int64  `toml:"max_lag"` // bytes; 0: no limit
+	MaxLag   int64  `toml:"max_lag"`        // bytes; 0: no limit
+	Pool     *Pool  `toml:"pool,omitempty"` // overrides of [pool] for this listener
 }
 
 // TLS configures client-side TLS termination and proxy-to-server TLS.

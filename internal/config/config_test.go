@@ -104,7 +104,7 @@ address = "localhost"
 role = "replica"
 balance = "fastest"
 fallback = "elsewhere"
-pool_mode = "transaction"
+pool_mode = "pooled"
 [[listener]]
 name = "x"
 address = "127.0.0.1:5000"
@@ -114,11 +114,44 @@ fallback = "primary"
 			`broken.toml:9: listener[0].role: "writer" is not one of primary, replica, sync, any`,
 			`broken.toml:11: listener[1].name: "rw" is already the name of listener[0]`,
 			`broken.toml:12: listener[1].address: "localhost" is not host:port`,
-			`broken.toml:16: listener[1].pool_mode: "transaction" pooling is not available in this version`,
+			`broken.toml:16: listener[1].pool_mode: "pooled" is not one of none, session, transaction`,
 			`broken.toml:14: listener[1].balance: "fastest" is not one of`,
 			`broken.toml:15: listener[1].fallback: "elsewhere" is not one of`,
 			`broken.toml:19: listener[2].address: 127.0.0.1:5000 is already used by listener[0]`,
 			`broken.toml:21: listener[2].fallback: has no meaning on a primary listener`,
+		}},
+		{"bad pooling", `
+[cluster]
+name = "c"
+[cluster.static]
+members = [{ name = "a", address = "127.0.0.1:5432", role = "primary" }]
+[[listener]]
+name = "rw"
+address = "127.0.0.1:5000"
+role = "primary"
+pool_mode = "transaction"
+[listener.pool]
+default_pool_size = 0
+server_lifetime = "forever"
+[[listener]]
+name = "ro"
+address = "127.0.0.1:5001"
+role = "replica"
+[listener.pool]
+min_pool_size = 2
+[auth]
+type = "ldap"
+[pool]
+min_pool_size = 30
+query_wait_timeout = "-1s"
+`, []string{
+			`broken.toml:12: listener[0].pool.default_pool_size: must be 1 or more, got 0`,
+			`broken.toml:13: listener[0].pool.server_lifetime: "forever" is not a duration`,
+			`broken.toml:18: listener[1].pool: has no meaning on a listener with pool_mode "none"`,
+			`broken.toml:23: pool.min_pool_size: 30 is more than default_pool_size (20)`,
+			`broken.toml:24: pool.query_wait_timeout: must be 0 (off) or positive, got "-1s"`,
+			`broken.toml:21: auth.type: "ldap" is not one of scram-sha-256, md5, plain, trust`,
+			`auth.file: is required for pooled listeners when auth.type is "ldap"`,
 		}},
 		{"bad members", `
 [cluster]

@@ -149,7 +149,7 @@ func (c *Config) checkFiles(name string) error {
 	for _, f := range []file{
 		{"cluster.etcd.ca", cl.Etcd.CA}, {"cluster.etcd.cert", cl.Etcd.Cert}, {"cluster.etcd.key", cl.Etcd.Key},
 		{"cluster.consul.ca", cl.Consul.CA}, {"cluster.consul.cert", cl.Consul.Cert}, {"cluster.consul.key", cl.Consul.Key},
-		{"cluster.probe.password_file", cl.Probe.PasswordFile},
+		{"cluster.probe.password_file", cl.Probe.PasswordFile}, {"auth.file", c.Auth.File},
 	} {
 		if f.path != "" {
 			files = append(files, f)

@@ -101,6 +101,9 @@ func (s *posScanner) document() {
 				s.i++
 			}
 			name := s.key()
+			if !array {
+				name = s.inArray(name)
+			}
 			if array {
 				n := s.tables[name]
 				s.tables[name] = n + 1
@@ -120,6 +123,18 @@ func (s *posScanner) document() {
 		s.i++
 		s.value(join(table, k))
 	}
+}
+
+// inArray indexes a sub-table header of the last element of an array of
+// tables: "[listener.pool]" after the second "[[listener]]" is
+// "listener[1].pool".
+func (s *posScanner) inArray(name string) string {
+	for i := strings.LastIndexByte(name, '.'); i > 0; i = strings.LastIndexByte(name[:i], '.') {
+		if n := s.tables[name[:i]]; n > 0 {
+			return name[:i] + "[" + strconv.Itoa(n-1) + "]" + name[i:]
+		}
+	}
+	return name
 }
 
 func join(a, b string) string {

@@ -81,6 +81,8 @@ func (c *Config) setDefaults() {
 	defDur(&c.Limits.ShutdownTimeout, DefaultShutdownTimeout)
 	defInt(&c.Limits.MaxClients, DefaultMaxClients)
 	defInt(&c.Limits.MaxStartups, DefaultMaxStartups)
+	c.Auth.setDefaults()
+	c.Pool.setDefaults()
 }
 
 func (c *Config) validate(v *validator) {
@@ -119,19 +121,15 @@ func (c *Config) validate(v *validator) {
 		} else if l.MaxLag > 0 && l.Role == RolePrimary {
 			v.errorf(p+".max_lag", "has no meaning on a primary listener; remove it")
 		}
-		switch l.PoolMode {
-		case PoolNone:
-		case "session", "transaction":
-			v.errorf(p+".pool_mode", "%q pooling is not available in this version; use \"none\" (relay)", l.PoolMode)
-		default:
-			v.oneOf(p+".pool_mode", l.PoolMode, PoolNone, "session", "transaction")
-		}
+		v.oneOf(p+".pool_mode", l.PoolMode, PoolNone, PoolSession, PoolTransaction)
 		v.oneOf(p+".balance", l.Balance, BalanceRoundRobin, BalanceLeastConns, BalanceRandom)
 		v.oneOf(p+".fallback", l.Fallback, FallbackPrimary, FallbackNone)
 		if l.Role == RolePrimary && l.Fallback == FallbackPrimary {
 			v.errorf(p+".fallback", "has no meaning on a primary listener; remove it")
 		}
 	}
+
+	c.validatePooling(v)
 
 	if t := c.TLS; t != nil {
 		v.oneOf("tls.client_mode", t.ClientMode, ClientTLSDisable, ClientTLSAllow, ClientTLSRequire)

@@ -40,6 +40,32 @@ func ReadMessage(r *bufio.Reader, max int) ([]byte, error) {
 	return msg, nil
 }
 
+// NextMessage is ReadMessage without the copy: a message that fits in
+// r's buffer is returned in place, valid only until r's next read. Only
+// a larger one is read into a fresh slice.
+func NextMessage(r *bufio.Reader, max int) ([]byte, error) {
+	hdr, err := r.Peek(5)
+	if err != nil {
+		if len(hdr) > 0 && errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	n := int(binary.BigEndian.Uint32(hdr[1:]))
+	if n+1 > r.Size() || n < 4 || n+1 > max {
+		return ReadMessage(r, max)
+	}
+	msg, err := r.Peek(n + 1)
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	r.Discard(n + 1)
+	return msg, nil
+}
+
 // Framer follows message boundaries in a byte stream without copying it:
 // it reads the 5-byte headers (type, length) and skips bodies.
 type Framer struct {

@@ -60,6 +60,17 @@ func TestFramerRejectsBadLength(t *testing.T) {
 }
 
 func TestReadMessage(t *testing.T) {
+	t.Run("copy", func(t *testing.T) { testRead(t, ReadMessage) })
+	t.Run("in place", func(t *testing.T) { testRead(t, NextMessage) })
+	// A message larger than the buffer is still read whole.
+	big := wiretest.Encode(t, &pgproto3.Query{String: string(bytes.Repeat([]byte{'x'}, 100))})
+	m, err := NextMessage(bufio.NewReaderSize(bytes.NewReader(big), 16), 1000)
+	if err != nil || !bytes.Equal(m, big) {
+		t.Fatalf("big: %q %v", m, err)
+	}
+}
+
+func testRead(t *testing.T, ReadMessage func(*bufio.Reader, int) ([]byte, error)) {
 	stream := wiretest.Encode(t, &pgproto3.Query{String: "SELECT 1"}, &pgproto3.Terminate{})
 	r := bufio.NewReader(bytes.NewReader(stream))
 	m, err := ReadMessage(r, 100)

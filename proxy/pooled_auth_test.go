@@ -1,0 +1,132 @@
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/switchyard-proxy/switchyard/internal/testbed"
+)
+
+// authSecret reads a role's stored secret from pg_authid.
+func authSecret(t *testing.T, role string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c := connect(t, ctx, pg.Nodes[0].DSN(testbed.UserSuper))
+	return mustQuery(t, ctx, c, "SELECT rolpassword FROM pg_authid WHERE rolname = '"+role+"'")[0]
+}
+
+// Every way a pooled client authenticates at Switchyard, and every way a
+// login fails, against real PostgreSQL behind it.
+func TestPooledAuth(t *testing.T) {
+	needPG(t)
+	scramSecret, md5Secret := authSecret(t, testbed.UserSCRAM), authSecret(t, testbed.UserMD5)
+	if !strings.HasPrefix(scramSecret, "SCRAM-SHA-256$") || !strings.HasPrefix(md5Secret, "md5") {
+		t.Fatalf("test bed secrets: %q %q", scramSecret, md5Secret)
+	}
+	// auth_user for auth_query: a superuser may read pg_authid.
+	plainList := fmt.Sprintf("%q %q\n%q %q\n%q \"\"\n", testbed.UserSCRAM, testbed.Password, testbed.UserMD5, testbed.Password, testbed.UserSuper)
+	hashedList := fmt.Sprintf("%q %q\n%q %q\n", testbed.UserSCRAM, scramSecret, testbed.UserMD5, md5Secret)
+	queryList := fmt.Sprintf("%q \"\"\n", testbed.UserSuper)
+
+	type login struct {
+		user, password, db string
+		want               string // "" = success, else SQLSTATE
+	}
+	ok := func(user string) login { return login{user: user, password: testbed.Password} }
+	cases := []struct {
+		name   string
+		setup  poolSetup
+		logins []login
+	}{
+		{"scram with cleartext secrets", poolSetup{userlist: plainList}, []login{
+			ok(testbed.UserSCRAM), ok(testbed.UserMD5),
+			{user: testbed.UserSCRAM, password: "wrong", want: "28P01"},
+			{user: "nobody", password: testbed.Password, want: "28P01"},
+			{user: testbed.UserSCRAM, password: testbed.Password, db: "nosuchdb", want: "3D000"},
+		}},
+		// The stored SCRAM secret is PostgreSQL's own: the server login
+		// passes the client's proof through (no password is stored). An
+		// md5 secret cannot verify SCRAM, at PostgreSQL as here.
+		{"scram pass-through and md5 secret", poolSetup{userlist: hashedList}, []login{
+			ok(testbed.UserSCRAM), {user: testbed.UserMD5, password: testbed.Password, want: "28P01"},
+			{user: testbed.UserSCRAM, password: "wrong", want: "28P01"},
+		}},
+		// md5: a user with an md5 secret is asked for md5, one with a
+		// SCRAM secret for SCRAM, as pgbouncer does.
+		{"md5", poolSetup{authType: "md5", userlist: hashedList}, []login{
+			ok(testbed.UserMD5), ok(testbed.UserSCRAM),
+			{user: testbed.UserMD5, password: "wrong", want: "28P01"},
+			{user: "nobody", password: testbed.Password, want: "28P01"},
+		}},
+		{"auth_query with md5", poolSetup{authType: "md5", userlist: queryList, auth: fmt.Sprintf("user = %q", testbed.UserSuper)}, []login{
+			ok(testbed.UserSCRAM), ok(testbed.UserMD5),
+		}},
+		{"plain", poolSetup{authType: "plain", userlist: plainList}, []login{
+			ok(testbed.UserSCRAM), {user: testbed.UserMD5, password: "wrong", want: "28P01"},
+		}},
+		// Users missing from the file are looked up with auth_query.
+		{"auth_query", poolSetup{userlist: queryList, auth: fmt.Sprintf("user = %q", testbed.UserSuper)}, []login{
+			ok(testbed.UserSCRAM), {user: testbed.UserMD5, password: testbed.Password, want: "28P01"},
+			{user: testbed.UserSCRAM, password: "wrong", want: "28P01"},
+			{user: "nobody", password: testbed.Password, want: "28P01"},
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			px := c.setup.start(t)
+			for _, l := range c.logins {
+				ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+				db := l.db
+				if db == "" {
+					db = testbed.DefaultDB
+				}
+				host, port := splitAddr(px.addr("tx"))
+				start := time.Now()
+				conn, err := pgconn.Connect(ctx, fmt.Sprintf("host=%s port=%s user=%s password=%s dbname=%s sslmode=disable",
+					host, port, l.user, l.password, db))
+				took := time.Since(start)
+				switch {
+				case l.want == "" && err != nil:
+					t.Errorf("%s: %v", l.user, err)
+				case l.want == "":
+					if row := mustQuery(t, ctx, conn, "SELECT current_user"); row[0] != l.user {
+						t.Errorf("current_user %v, want %s", row, l.user)
+					}
+					conn.Close(ctx)
+				case sqlState(err) != l.want:
+					t.Errorf("%s/%s: got %v, want %s", l.user, db, err, l.want)
+				case l.want == "28P01":
+					if !strings.Contains(err.Error(), fmt.Sprintf("password authentication failed for user %q", l.user)) {
+						t.Errorf("28P01 message: %v", err)
+					}
+					if took < 400*time.Millisecond {
+						t.Errorf("a failed login took %s: it must wait like every other", took)
+					}
+				case l.want == "3D000":
+					if !strings.Contains(err.Error(), `database "nosuchdb" does not exist`) {
+						t.Errorf("3D000 message: %v", err)
+					}
+				}
+				cancel()
+			}
+			for _, line := range px.Log.Lines() {
+				for _, secret := range []string{testbed.Password, scramSecret, md5Secret} {
+					if strings.Contains(line, secret) {
+						t.Errorf("a log line holds a secret: %s", line)
+					}
+				}
+			}
+		})
+	}
+}
+
+func splitAddr(addr string) (host, port string) {
+	i := strings.LastIndexByte(addr, ':')
+	return addr[:i], addr[i+1:]
+}

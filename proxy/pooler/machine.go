@@ -1,0 +1,411 @@
+// Package pooler is the protocol logic of a pooled client, with no I/O in
+// it: fed the client's and the server's messages, it says what to
+// forward, what to answer itself, and when a server is needed or may go
+// back to the pool. proxy carries its decisions out on sockets.
+//
+// Messages are whole wire messages: a type byte, a length word, a body.
+package pooler
+
+import (
+	"encoding/binary"
+	"hash/fnv"
+	"strings"
+)
+
+// Mode is a listener's pool mode.
+type Mode uint8
+
+const (
+	Session     Mode = iota // one server for the client's whole life
+	Transaction             // a server per transaction
+)
+
+// Step is what to do with a message from the client.
+type Step struct {
+	// Need: no server is attached; check one out, call Attach, then feed
+	// the same message again.
+	Need bool
+	// Forward the message to the server; Flush means the client now
+	// waits for an answer, so what is buffered for the server must go.
+	Forward, Flush bool
+	// Reply is sent to the client instead (nothing is forwarded).
+	Reply []byte
+	// Terminate: the client said goodbye.
+	Terminate bool
+	// Pinned is set the moment the client gets pinned to its server, to
+	// say why.
+	Pinned string
+}
+
+// ServerStep is what to do with a message from the server.
+type ServerStep struct {
+	Forward bool // send it to the client
+	// Release: the transaction is over; after forwarding (and flushing)
+	// the message, the server goes back to the pool, clean.
+	Release bool
+	// SetupFailed holds the ErrorResponse of Switchyard's own setup query
+	// (re-applying the client's settings), for the log.
+	SetupFailed []byte
+	// Fatal: in transaction mode the server is ending its session (a
+	// FATAL ErrorResponse, such as 57P01 on a shutdown). The client does
+	// not get it, which would end its connection too: the server is lost
+	// (see Lost), and the client only loses its transaction.
+	Fatal bool
+}
+
+// Machine is one pooled client's protocol state. It is not safe for
+// concurrent use; the caller serialises its calls.
+type Machine struct {
+	mode Mode
+	want map[string]string // the client's settings
+
+	attached bool
+	pinned   string
+	pending  int  // Query, Sync and FunctionCall not yet answered by ReadyForQuery
+	batch    bool // extended-protocol messages sent since the last Sync
+	hidden   int  // ReadyForQuery still owed to Switchyard's own queries
+	hiddenE  []byte
+	status   byte // transaction status of the last ReadyForQuery
+	skip     bool // dropping the client's messages until Sync, after an error answered here
+	lost     []byte
+
+	searchPath bool // the server reports search_path
+
+	fp  uint64  // fingerprint of want; 0 = not computed
+	tag *uint64 // the attached server's tag
+}
+
+// New returns the state of a client of mode that asked for the settings
+// in want (see StartupSettings); the machine owns want from now on.
+func New(mode Mode, want map[string]string) *Machine {
+	if want == nil {
+		want = map[string]string{}
+	}
+	return &Machine{mode: mode, want: want, status: 'I'}
+}
+
+// Settings are the client's settings as it was last told them.
+func (m *Machine) Settings() map[string]string { return m.want }
+
+// Attached reports whether a server is attached.
+func (m *Machine) Attached() bool { return m.attached }
+
+// Pinned says why the client is pinned to its server ("" if it is not).
+func (m *Machine) Pinned() string { return m.pinned }
+
+// Busy reports whether the attached server owes the client an answer.
+func (m *Machine) Busy() bool { return m.pending > 0 || m.hidden > 0 }
+
+// Clean reports whether the attached server may serve another client as
+// it is: no request outstanding and no transaction open.
+func (m *Machine) Clean() bool {
+	return m.pending == 0 && m.hidden == 0 && !m.batch && m.status == 'I'
+}
+
+// InTransaction reports whether the client holds a server inside a
+// transaction block and owes it the next request (idle in transaction).
+func (m *Machine) InTransaction() bool { return m.attached && !m.Busy() && !m.Clean() }
+
+// Attach records that a server with settings server (its reported
+// parameters and what Switchyard set on it; updated in place) is now the
+// client's, and returns a Query to send before anything else, or nil.
+// tag is the fingerprint of the settings the server's last client left
+// it with (0: unknown); when it is this client's, there is nothing to
+// compare or set. Release leaves the client's fingerprint in it.
+func (m *Machine) Attach(server map[string]string, tag *uint64) []byte {
+	m.attached = true
+	m.status = 'I'
+	m.tag = tag
+	if *tag != 0 && *tag == m.fingerprint() {
+		return nil
+	}
+	m.searchPath = reportsSearchPath(server["server_version"])
+	m.fp = 0
+	sql := setup(m.want, server)
+	if sql == "" {
+		return nil
+	}
+	m.hidden++
+	return appendQuery(nil, sql)
+}
+
+// fingerprint sums a hash of every setting a client can change: equal
+// fingerprints mean a server already has this client's settings.
+func (m *Machine) fingerprint() uint64 {
+	if m.fp != 0 {
+		return m.fp
+	}
+	var sum uint64
+	for k, v := range m.want {
+		if readOnly[k] {
+			continue
+		}
+		h := fnv.New64a()
+		h.Write([]byte(k))
+		h.Write([]byte{0})
+		h.Write([]byte(strings.ToLower(v)))
+		sum += h.Sum64()
+	}
+	m.fp = sum | 1
+	return m.fp
+}
+
+// detach leaves the server, noting in its tag the settings it now has.
+func (m *Machine) detach() {
+	m.attached = false
+	if m.tag != nil {
+		*m.tag = m.fingerprint()
+		m.tag = nil
+	}
+}
+
+// Release gives the server back between transactions, when the client is
+// not pinned and nothing is outstanding (after login, in transaction
+// mode); it reports whether it did.
+func (m *Machine) Release() bool {
+	if m.mode != Transaction || m.pinned != "" || !m.Clean() {
+		return false
+	}
+	m.detach()
+	return true
+}
+
+// Client judges a message from the client.
+func (m *Machine) Client(msg []byte) Step {
+	t := msg[0]
+	if t == 'X' {
+		return Step{Terminate: true}
+	}
+	if !m.attached {
+		if st, done := m.detached(t); done {
+			return st
+		}
+		return Step{Need: true}
+	}
+	var st Step
+	st.Forward = true
+	switch t {
+	case 'Q':
+		m.pending++
+		st.Flush = true
+		st.Pinned = m.pin(queryText(msg))
+	case 'P':
+		m.batch = true
+		st.Pinned = m.pin(parseText(msg))
+	case 'B', 'D', 'E', 'C':
+		m.batch = true
+	case 'S':
+		m.batch = false
+		m.pending++
+		st.Flush = true
+	case 'F':
+		m.pending++
+		st.Flush = true
+	case 'H', 'c', 'f':
+		st.Flush = true
+	}
+	return st
+}
+
+// detached answers what needs no server; done is false when one is
+// needed.
+func (m *Machine) detached(t byte) (Step, bool) {
+	switch {
+	case m.skip:
+		if t == 'S' {
+			m.skip = false
+			return Step{Reply: readyForQuery('I')}, true
+		}
+		return Step{}, true
+	case m.lost != nil:
+		// The client's transaction died with its server: this request
+		// fails, and the client is told it is out of the transaction.
+		e := m.lost
+		m.lost = nil
+		return m.failed(t, e), true
+	case t == 'S':
+		return Step{Reply: readyForQuery('I')}, true
+	case t == 'H', t == 'd', t == 'c', t == 'f':
+		// Nothing is buffered anywhere; COPY messages outside COPY are
+		// ignored, as PostgreSQL ignores them.
+		return Step{}, true
+	}
+	return Step{}, false
+}
+
+// Fail answers the message that asked for a server (Need) when none
+// could be had: errMsg (an ErrorResponse), then ReadyForQuery for a
+// Query or FunctionCall; after an extended-protocol message, the rest of
+// the batch is dropped up to its Sync, as PostgreSQL does after an error.
+func (m *Machine) Fail(msg, errMsg []byte) Step { return m.failed(msg[0], errMsg) }
+
+func (m *Machine) failed(t byte, errMsg []byte) Step {
+	switch t {
+	case 'Q', 'F':
+		return Step{Reply: append(append([]byte(nil), errMsg...), readyForQuery('I')...)}
+	case 'S':
+		return Step{Reply: append(append([]byte(nil), errMsg...), readyForQuery('I')...)}
+	}
+	m.skip = true
+	return Step{Reply: errMsg}
+}
+
+// Server judges a message from the attached server, whose settings are
+// server (updated in place from ParameterStatus).
+func (m *Machine) Server(msg []byte, server map[string]string) ServerStep {
+	t := msg[0]
+	if t == 'S' {
+		if k, v, ok := parameterStatus(msg); ok {
+			server[k] = v
+			m.want[k] = v
+			m.fp = 0
+		}
+	}
+	if m.hidden > 0 {
+		switch t {
+		case 'E':
+			m.hiddenE = append([]byte(nil), msg...)
+		case 'Z':
+			m.hidden--
+			if e := m.hiddenE; m.hidden == 0 && e != nil {
+				m.hiddenE = nil
+				return ServerStep{SetupFailed: e}
+			}
+		}
+		return ServerStep{}
+	}
+	if t == 'E' && m.mode == Transaction && m.pinned == "" && fatal(msg) {
+		return ServerStep{Fatal: true}
+	}
+	if t != 'Z' || len(msg) < 6 {
+		return ServerStep{Forward: true}
+	}
+	m.pending = max(m.pending-1, 0)
+	m.status = msg[5]
+	if m.mode == Transaction && m.pinned == "" && m.Clean() {
+		m.detach()
+		return ServerStep{Forward: true, Release: true}
+	}
+	return ServerStep{Forward: true}
+}
+
+// Lost records that the attached server is gone (it died, or its member
+// lost its role while the client was idle in a transaction), with
+// errMsg, an ErrorResponse saying so. It returns what the client must be
+// sent now, and end when the client cannot go on (session mode, or pinned
+// to the server that is gone).
+//
+// A client waiting for answers gets errMsg and ReadyForQuery for what it
+// waits on; a client idle in a transaction gets errMsg at its next
+// request. Either way it is out of the transaction and keeps its
+// connection.
+func (m *Machine) Lost(errMsg []byte) (reply []byte, end bool) {
+	if m.mode == Session || m.pinned != "" {
+		return nil, true
+	}
+	wasIdleInTx := m.pending == 0 && !m.batch && m.status != 'I'
+	if m.pending > 0 {
+		reply = append(reply, errMsg...)
+		for range m.pending {
+			reply = append(reply, readyForQuery('I')...)
+		}
+	} else if m.batch {
+		reply = append(reply, errMsg...)
+	}
+	m.skip = m.batch
+	if wasIdleInTx {
+		m.lost = append([]byte(nil), errMsg...)
+	}
+	m.attached, m.pending, m.batch, m.hidden, m.hiddenE, m.status = false, 0, false, 0, nil, 'I'
+	m.tag = nil // the server is gone
+	return reply, false
+}
+
+// pin pins the client when sql leaves state behind on the server.
+func (m *Machine) pin(sql string) string {
+	if m.mode != Transaction || m.pinned != "" {
+		return ""
+	}
+	if why := sessionState(sql, m.searchPath); why != "" {
+		m.pinned = why
+		return why
+	}
+	return ""
+}
+
+// queryText is a Query's SQL.
+func queryText(msg []byte) string {
+	body := msg[5:]
+	if i := strings.IndexByte(string(body), 0); i >= 0 {
+		body = body[:i]
+	}
+	return string(body)
+}
+
+// parseText is a Parse's SQL; a named statement outlives the transaction,
+// so until prepared statements are tracked across servers it pins.
+func parseText(msg []byte) string {
+	body := msg[5:]
+	name, rest, ok := cut(body)
+	if !ok {
+		return ""
+	}
+	if len(name) > 0 {
+		return "PREPARE " + string(name) // pins as an SQL PREPARE does
+	}
+	q, _, _ := cut(rest)
+	return string(q)
+}
+
+func cut(b []byte) (before, after []byte, ok bool) {
+	for i, c := range b {
+		if c == 0 {
+			return b[:i], b[i+1:], true
+		}
+	}
+	return b, nil, false
+}
+
+func parameterStatus(msg []byte) (name, value string, ok bool) {
+	n, rest, ok := cut(msg[5:])
+	if !ok {
+		return "", "", false
+	}
+	v, _, ok := cut(rest)
+	return string(n), string(v), ok
+}
+
+// fatal reports whether an ErrorResponse has severity FATAL or PANIC.
+func fatal(msg []byte) bool {
+	b := msg[5:]
+	for len(b) > 1 {
+		code := b[0]
+		v, rest, ok := cut(b[1:])
+		if !ok {
+			return false
+		}
+		if code == 'V' || code == 'S' {
+			return string(v) == "FATAL" || string(v) == "PANIC"
+		}
+		b = rest
+	}
+	return false
+}
+
+func readyForQuery(status byte) []byte { return []byte{'Z', 0, 0, 0, 5, status} }
+
+func appendQuery(b []byte, sql string) []byte {
+	b = append(b, 'Q')
+	b = binary.BigEndian.AppendUint32(b, uint32(4+len(sql)+1))
+	b = append(b, sql...)
+	return append(b, 0)
+}
+
+func appendParameterStatus(b []byte, k, v string) []byte {
+	b = append(b, 'S')
+	b = binary.BigEndian.AppendUint32(b, uint32(4+len(k)+1+len(v)+1))
+	b = append(b, k...)
+	b = append(b, 0)
+	b = append(b, v...)
+	return append(b, 0)
+}

@@ -1,0 +1,189 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"sync"
+	"time"
+
+	"github.com/switchyard-proxy/switchyard/internal/auth"
+	"github.com/switchyard-proxy/switchyard/pool"
+	"github.com/switchyard-proxy/switchyard/proxy/pooler"
+	"github.com/switchyard-proxy/switchyard/router"
+)
+
+// Auth is how pooled listeners authenticate clients (pgbouncer's
+// auth_type, and auth_file and auth_query behind Store).
+type Auth struct {
+	Method auth.Method
+	Store  *auth.Store
+}
+
+// opener logs new server connections of a pooled listener in: as the
+// client's user, with the secret the auth store knows (a pass-through
+// SCRAM key once a client has logged in). A primary listener's server
+// must be out of recovery (see confirmOpen).
+func (s *Server) opener(l *listener) pool.Opener {
+	return func(ctx context.Context, id pool.ID, addr string) (*pool.Conn, error) {
+		var sec auth.Secret
+		if st := s.opts.Auth.Store; st != nil {
+			var err error
+			if sec, _, err = st.Lookup(ctx, id.User); err != nil {
+				return nil, err
+			}
+		}
+		nc, err := s.opts.Dialer.Dial(ctx, addr)
+		if err != nil {
+			return nil, err
+		}
+		c := pool.NewConn(nc, id.Member, addr)
+		params := map[string]string{"user": id.User, "database": id.Database}
+		if err := pool.Login(ctx, c, params, auth.NewLogin(id.User, sec)); err != nil {
+			c.Close()
+			return nil, err
+		}
+		// A fresh server's parameters are its defaults for this database
+		// and user: what a client that asks for nothing else is told.
+		l.welcome.put(id.Database, id.User, c.Params)
+		if l.role == router.Primary || l.role == router.Any {
+			if err := s.confirmOpen(ctx, c); err != nil {
+				c.Close()
+				return nil, err
+			}
+		}
+		return c, nil
+	}
+}
+
+// errStillInRecovery: the member the DCS names primary has not left
+// recovery within confirm_wait.
+var errStillInRecovery = errors.New("named the primary but still in recovery")
+
+// confirmOpen waits, up to ConfirmWait, for a new server connection's
+// node to be out of recovery: the DCS may name a primary a moment before
+// its promotion completes, and no write may reach a node in recovery.
+func (s *Server) confirmOpen(ctx context.Context, c *pool.Conn) error {
+	wait := s.opts.ConfirmWait
+	if wait <= 0 {
+		wait = defaultConfirmWait
+	}
+	deadline := time.Now().Add(wait)
+	retry := time.NewTimer(0)
+	defer retry.Stop()
+	<-retry.C
+	for {
+		row, _, err := c.QueryRow(ctx, "SELECT pg_catalog.pg_is_in_recovery()")
+		if err != nil {
+			return err
+		}
+		if len(row) == 1 && row[0] != nil && *row[0] == "f" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("server %s: %w after %s", c.Member, errStillInRecovery, wait)
+		}
+		retry.Reset(50 * time.Millisecond)
+		select {
+		case <-retry.C:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+}
+
+// Drain closes the pooled server connections to member, which lost the
+// role its pools were chosen for: idle ones at once, busy ones when their
+// transaction ends. Clients waiting for one of them route again. The
+// applier calls it with each topology change.
+func (s *Server) Drain(member string) {
+	for _, l := range s.listeners {
+		if l.pools != nil {
+			if n := l.pools.Drain(member); n > 0 {
+				s.log.Info("pooled server connections closed: member lost its role", "listener", l.name, "member", member, "closed", n)
+			}
+		}
+	}
+}
+
+// Pause holds new transactions on every pooled listener and waits until
+// no server connection is in use (pgbouncer's PAUSE). ctx bounds the wait;
+// the pools stay paused either way until Resume.
+func (s *Server) Pause(ctx context.Context) error {
+	var errs []error
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, l := range s.listeners {
+		if l.pools == nil {
+			continue
+		}
+		wg.Go(func() {
+			if err := l.pools.Pause(ctx); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("listener %q: %w", l.name, err))
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Resume lets held transactions run (pgbouncer's RESUME).
+func (s *Server) Resume() {
+	for _, l := range s.listeners {
+		if l.pools != nil {
+			l.pools.Resume()
+		}
+	}
+}
+
+// Reconnect closes every pooled server connection to member ("" for all)
+// as soon as it is idle (pgbouncer's RECONNECT).
+func (s *Server) Reconnect(member string) {
+	for _, l := range s.listeners {
+		if l.pools != nil {
+			l.pools.Reconnect(member)
+		}
+	}
+}
+
+// PoolStats are the pools of the named listener, nil if it does not pool.
+func (s *Server) PoolStats(listener string) []pool.Stats {
+	for _, l := range s.listeners {
+		if l.name == listener && l.pools != nil {
+			return l.pools.Stats()
+		}
+	}
+	return nil
+}
+
+// welcomeCache remembers, per database and user, the parameters a
+// server reports at login, so that a client can be told them without a
+// server being checked out for it.
+type welcomeCache struct {
+	mu sync.Mutex
+	m  map[[2]string]map[string]string
+}
+
+func (w *welcomeCache) get(db, user string) map[string]string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return maps.Clone(w.m[[2]string{db, user}]) // the client's own, to change
+}
+
+func (w *welcomeCache) put(db, user string, server map[string]string) {
+	keep := map[string]string{}
+	for k, v := range server {
+		if pooler.IsReported(k, server["server_version"]) {
+			keep[k] = v
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.m == nil {
+		w.m = map[[2]string]map[string]string{}
+	}
+	w.m[[2]string{db, user}] = keep
+}
