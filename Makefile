@@ -32,6 +32,7 @@ lint:
 
 bench: deps build
 	$(GO) run ./bench/relay -switchyard bin/switchyard
+	$(GO) run ./bench/pooling -switchyard bin/switchyard -duration 10s
 
 bench-failover: deps build
 	$(GO) run ./bench/failover -switchyard bin/switchyard

@@ -66,8 +66,9 @@ func startPeer(ctx context.Context, name string, port int, asPostgres bool, cpus
 		return err
 	})
 	if err != nil {
+		logTail := proc.LogTail() // before Close removes the log
 		peer.Close()
-		return nil, fmt.Errorf("%s did not start: %w\n%s", name, err, proc.LogTail())
+		return nil, fmt.Errorf("%s did not start: %w\n%s", name, err, logTail)
 	}
 	return peer, nil
 }
@@ -97,11 +98,45 @@ listen postgres
 // StartPgBouncer runs pgbouncer (as the postgres user; it refuses root) in
 // session pooling mode in front of backend, with trust auth for user.
 func StartPgBouncer(ctx context.Context, backend, user, cpus string) (*Peer, error) {
+	return StartPgBouncerWith(ctx, PgBouncerOptions{Backend: backend, User: user, CPUs: cpus})
+}
+
+// PgBouncerOptions shape a pgbouncer. Zero values give what StartPgBouncer
+// runs: session mode, trust auth, default_pool_size 150.
+type PgBouncerOptions struct {
+	Backend  string // host:port of PostgreSQL
+	User     string // the one user in auth_file
+	Password string // its secret in auth_file ("" for trust)
+	AuthType string // pgbouncer auth_type; "trust" when empty
+	PoolMode string // session | transaction | statement; "session" when empty
+	PoolSize int    // default_pool_size; 150 when 0
+	// MaxClientConn is max_client_conn; 2000 when 0.
+	MaxClientConn int
+	// ListenBacklog is listen_backlog; pgbouncer's own default (128) when 0.
+	ListenBacklog int
+	CPUs          string
+}
+
+// StartPgBouncerWith runs pgbouncer (as the postgres user; it refuses
+// root) in front of opts.Backend as opts say.
+func StartPgBouncerWith(ctx context.Context, opts PgBouncerOptions) (*Peer, error) {
+	if opts.AuthType == "" {
+		opts.AuthType = "trust"
+	}
+	if opts.PoolMode == "" {
+		opts.PoolMode = "session"
+	}
+	if opts.PoolSize == 0 {
+		opts.PoolSize = 150
+	}
+	if opts.MaxClientConn == 0 {
+		opts.MaxClientConn = 2000
+	}
 	port, err := FreePort()
 	if err != nil {
 		return nil, err
 	}
-	host, bport, err := net.SplitHostPort(backend)
+	host, bport, err := net.SplitHostPort(opts.Backend)
 	if err != nil {
 		return nil, err
 	}
@@ -111,25 +146,38 @@ func StartPgBouncer(ctx context.Context, backend, user, cpus string) (*Peer, err
 listen_addr = 127.0.0.1
 listen_port = %d
 unix_socket_dir =
-auth_type = trust
+auth_type = %s
 auth_file = {dir}/users.txt
-pool_mode = session
-max_client_conn = 2000
-default_pool_size = 150
+pool_mode = %s
+max_client_conn = %d
+default_pool_size = %d
 logfile =
 pidfile =
-`, host, bport, port)
-	return startPeer(ctx, "pgbouncer", port, true, cpus, map[string]string{
+`, host, bport, port, opts.AuthType, opts.PoolMode, opts.MaxClientConn, opts.PoolSize)
+	if opts.ListenBacklog > 0 {
+		ini += fmt.Sprintf("listen_backlog = %d\n", opts.ListenBacklog)
+	}
+	return startPeer(ctx, "pgbouncer", port, true, opts.CPUs, map[string]string{
 		"pgbouncer.ini": ini,
-		"users.txt":     fmt.Sprintf("%q \"\"\n", user),
+		"users.txt":     bouncerQuote(opts.User) + " " + bouncerQuote(opts.Password) + "\n",
 	}, "/usr/sbin/pgbouncer", "{dir}/pgbouncer.ini")
 }
+
+// bouncerQuote quotes s for a pgbouncer auth_file: in double quotes, with
+// a double quote written twice.
+func bouncerQuote(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
 
 // StartSwitchyard runs the switchyard binary with configText (where
 // "{dir}" is its own directory), waiting until port accepts connections.
 func StartSwitchyard(ctx context.Context, binary, configText string, port int, cpus string) (*Peer, error) {
-	return startPeer(ctx, "switchyard", port, false, cpus, map[string]string{"switchyard.toml": configText},
-		binary, "-config", "{dir}/switchyard.toml")
+	return StartSwitchyardFiles(ctx, binary, map[string]string{"switchyard.toml": configText}, port, cpus)
+}
+
+// StartSwitchyardFiles is StartSwitchyard with more files beside the
+// config (an auth file, say): files maps names to contents, and must hold
+// "switchyard.toml". "{dir}" in any of them is the peer's directory.
+func StartSwitchyardFiles(ctx context.Context, binary string, files map[string]string, port int, cpus string) (*Peer, error) {
+	return startPeer(ctx, "switchyard", port, false, cpus, files, binary, "-config", "{dir}/switchyard.toml")
 }
 
 // LogPath is where the peer's output goes.

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/switchyard-proxy/switchyard/internal/testbed"
+)
+
+// Target names; the ratios refer to the first three.
+const (
+	nDirect    = "direct"
+	nHAProxy   = "haproxy"
+	nPgBouncer = "pgbouncer (transaction)"
+	nRelay     = "switchyard (relay)"
+	nTxn       = "switchyard (transaction)"
+)
+
+type target struct {
+	name     string
+	port     int
+	pid      int           // 0 for direct: no proxy process to measure
+	err      error         // the target could not start
+	peer     *testbed.Peer // nil for direct
+	logShown bool          // its log went to stderr after a failure
+}
+
+// probe logs in to t and runs SELECT 1 within 10 s, so a target that
+// stopped answering fails at once instead of after a whole pgbench run.
+func probe(ctx context.Context, t *target) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, err := pgconn.Connect(ctx, fmt.Sprintf("host=127.0.0.1 port=%d user=%s dbname=%s sslmode=disable",
+		t.port, testbed.UserSuper, testbed.DefaultDB))
+	if err != nil {
+		return fmt.Errorf("probe: %w", err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
+		return fmt.Errorf("probe: SELECT 1: %w", err)
+	}
+	return nil
+}
+
+// showLog copies the end of a failed proxy's log to stderr, once (the
+// bed removes the log when the proxy stops).
+func showLog(t *target) {
+	if t.peer == nil || t.logShown {
+		return
+	}
+	t.logShown = true
+	fmt.Fprintf(os.Stderr, "bench: end of %s's log (%s):\n%s\n", t.name, t.peer.LogPath(), t.peer.LogTail())
+}
+
+// startSwitchyard runs binary in front of addr on the server CPU, with
+// one listener in poolMode ("none" is the relay). The pooling settings
+// match pgbouncer's: trust auth from an auth file naming the bench user,
+// and default_pool_size.
+func startSwitchyard(ctx context.Context, binary, addr, poolMode string, poolSize int) (*testbed.Peer, error) {
+	port, err := testbed.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	pooling := ""
+	if poolMode != "none" {
+		pooling = fmt.Sprintf(`
+[auth]
+type = "trust"
+file = "{dir}/userlist.txt"
+[pool]
+default_pool_size = %d
+`, poolSize)
+	}
+	cfg := fmt.Sprintf(`
+[log]
+level = "info"
+[cluster]
+name = "bench"
+[cluster.static]
+members = [{ name = "pg1", address = %q, role = "primary" }]
+[[listener]]
+name = "bench"
+address = "127.0.0.1:%d"
+role = "primary"
+pool_mode = %q
+[tls]
+client_mode = "disable"
+server_mode = "disable"   # like HAProxy's plain TCP; no SSLRequest round trip
+%s`, addr, port, poolMode, pooling)
+	return testbed.StartSwitchyardFiles(ctx, binary, map[string]string{
+		"switchyard.toml": cfg,
+		"userlist.txt":    fmt.Sprintf("%q \"\"\n", testbed.UserSuper),
+	}, port, serverCPU)
+}
