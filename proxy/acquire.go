@@ -27,10 +27,7 @@ const retryStep = 50 * time.Millisecond
 // *pool.ServerError.
 func (p *pooled) acquire(ctx context.Context) (*pool.Server, error) {
 	s := p.s
-	wait := s.srv.opts.ConfirmWait
-	if wait <= 0 {
-		wait = defaultConfirmWait
-	}
+	wait := s.srv.confirmWait()
 	var (
 		deadline time.Time
 		timer    *time.Timer

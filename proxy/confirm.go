@@ -58,25 +58,33 @@ func (s *session) confirmReplica() error {
 // while, so that no write reaches a member that the DCS names primary
 // before it has been promoted. The client has not yet seen ReadyForQuery.
 func (s *session) confirmPrimary(ctx context.Context) error {
-	wait := s.srv.opts.ConfirmWait
-	if wait <= 0 {
-		wait = defaultConfirmWait
+	wait := s.srv.confirmWait()
+	err := untilOutOfRecovery(ctx, wait, s.inRecovery)
+	if errors.Is(err, errStillInRecovery) {
+		return newClientError(codeCannotConnectNow,
+			"server %q is named the primary but is still in recovery after %s; try again shortly", s.backend.Name, wait)
 	}
+	return err
+}
+
+// errStillInRecovery: the member the DCS names primary has not left
+// recovery within confirm_wait.
+var errStillInRecovery = errors.New("named the primary but still in recovery")
+
+// untilOutOfRecovery asks inRecovery every 50 ms until it says no, for up
+// to wait; then it returns errStillInRecovery.
+func untilOutOfRecovery(ctx context.Context, wait time.Duration, inRecovery func() (bool, error)) error {
 	deadline := time.Now().Add(wait)
 	retry := time.NewTimer(0)
 	defer retry.Stop()
 	<-retry.C
 	for {
-		inRecovery, err := s.inRecovery()
-		if err != nil {
+		in, err := inRecovery()
+		if err != nil || !in {
 			return err
 		}
-		if !inRecovery {
-			return nil
-		}
 		if time.Now().After(deadline) {
-			return newClientError(codeCannotConnectNow,
-				"server %q is named the primary but is still in recovery after %s; try again shortly", s.backend.Name, wait)
+			return errStillInRecovery
 		}
 		retry.Reset(50 * time.Millisecond)
 		select {
@@ -85,6 +93,14 @@ func (s *session) confirmPrimary(ctx context.Context) error {
 			return context.Cause(ctx)
 		}
 	}
+}
+
+// confirmWait bounds the wait for a named primary to leave recovery.
+func (s *Server) confirmWait() time.Duration {
+	if s.opts.ConfirmWait > 0 {
+		return s.opts.ConfirmWait
+	}
+	return defaultConfirmWait
 }
 
 // inRecovery runs the recovery query and reads its answer up to

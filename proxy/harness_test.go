@@ -3,16 +3,13 @@ package proxy_test
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"os"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
-	"go.uber.org/goleak"
 
 	"github.com/switchyard-proxy/switchyard/internal/testbed"
 )
@@ -22,34 +19,7 @@ import (
 var pg *testbed.PGCluster
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	if !testing.Short() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		var err error
-		pg, err = testbed.StartPG(ctx, testbed.PGOptions{Replicas: 2, TLS: true})
-		if err == nil {
-			err = pg.WaitStreaming(ctx, pg.Nodes[0], 2)
-		}
-		cancel()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "testbed: starting PostgreSQL (run `make deps`): %v\n", err)
-			if pg != nil {
-				pg.Close()
-			}
-			os.Exit(1)
-		}
-	}
-	code := m.Run()
-	if pg != nil {
-		pg.Close()
-	}
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintf(os.Stderr, "goroutine leak: %v\n", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	os.Exit(testbed.MainWithPG(m, testbed.PGOptions{Replicas: 2, TLS: true}, &pg))
 }
 
 func needPG(t *testing.T) {

@@ -57,7 +57,7 @@ func (s *session) runPooled(ctx, loginCtx context.Context) error {
 		p.mode = pooler.Session
 	}
 	defer p.release(ctx)
-	if err := s.phase(loginCtx, func() error { return p.login(loginCtx) }); err != nil {
+	if err := s.phase(loginCtx, func() error { return p.login(ctx, loginCtx) }); err != nil {
 		return err
 	}
 	s.ln.stats.Sessions.Add(1)
@@ -69,7 +69,10 @@ func (s *session) runPooled(ctx, loginCtx context.Context) error {
 // settings, and tells the client what PostgreSQL would: its parameters,
 // a cancel key and ReadyForQuery. In transaction mode the server goes
 // back to the pool at once.
-func (p *pooled) login(ctx context.Context) error {
+//
+// ctx is the session's, which a session-mode reader lives under; loginCtx
+// bounds the login.
+func (p *pooled) login(ctx, loginCtx context.Context) error {
 	s := p.s
 	if s.startup.replication() {
 		return onClient(newClientError(codeFeatureNotSupported,
@@ -79,10 +82,10 @@ func (p *pooled) login(ctx context.Context) error {
 	if bad != "" {
 		return onClient(newClientError(codeSyntaxError, "invalid command-line argument for server process: %s", bad))
 	}
-	if err := s.authenticateClient(ctx); err != nil {
+	if err := s.authenticateClient(loginCtx); err != nil {
 		return err
 	}
-	sv, err := p.acquire(ctx)
+	sv, err := p.acquire(loginCtx)
 	if err != nil {
 		var se *pool.ServerError
 		if errors.As(err, &se) { // the server's own words: 3D000, 28P01, ...
@@ -106,7 +109,7 @@ func (p *pooled) login(ctx context.Context) error {
 	p.m = pooler.New(p.mode, want)
 	p.attach(sv)
 	if setup := p.m.Attach(sv.Params, &sv.Tag); setup != nil {
-		if err := p.runSetup(ctx, sv, setup); err != nil {
+		if err := p.runSetup(sv, setup); err != nil {
 			return err
 		}
 	}
@@ -133,7 +136,7 @@ var readyForQueryIdle = []byte{'Z', 0, 0, 0, 5, 'I'}
 // runSetup applies the client's startup settings on its first server,
 // synchronously (no reader runs yet). A setting PostgreSQL refuses ends
 // the login with the server's own error, as a bad startup parameter does.
-func (p *pooled) runSetup(ctx context.Context, sv *pool.Server, setup []byte) error {
+func (p *pooled) runSetup(sv *pool.Server, setup []byte) error {
 	if _, err := sv.Write(setup); err != nil {
 		return onServer(err)
 	}
@@ -204,7 +207,8 @@ func (p *pooled) client(ctx context.Context, msg []byte) (done bool, err error) 
 	st := p.m.Client(msg)
 	p.mu.Unlock()
 	if st.Terminate {
-		return true, p.flushServer()
+		p.flushServer()
+		return true, nil
 	}
 	if st.Need {
 		p.waitReader()
@@ -231,6 +235,9 @@ func (p *pooled) client(ctx context.Context, msg []byte) (done bool, err error) 
 		st = p.m.Client(msg)
 		p.mu.Unlock()
 		p.out = append(p.out[:0], setup...)
+		// The session goroutine goes on reading the client while the
+		// reader forwards the server: a client that pipelines, streams
+		// COPY data or vanishes mid-query is seen at once.
 		p.startReader(ctx, sv)
 	}
 	if st.Pinned != "" {
@@ -240,27 +247,26 @@ func (p *pooled) client(ctx context.Context, msg []byte) (done bool, err error) 
 		p.waitReader()
 		return false, p.reply(st.Reply)
 	}
-	if st.Forward {
-		p.out = append(p.out, msg...)
-		if st.Flush || p.s.cr.Buffered() == 0 || len(p.out) >= flushAt {
-			return false, p.flushServer()
-		}
+	if !st.Forward {
+		return false, nil
 	}
+	p.out = append(p.out, msg...)
+	if !st.Flush && p.s.cr.Buffered() > 0 && len(p.out) < flushAt {
+		return false, nil
+	}
+	p.flushServer()
 	return false, nil
 }
 
 // flushServer writes what is buffered for the server. A failed write is
 // the reader's to handle: the server is gone, and it reads the end.
-func (p *pooled) flushServer() error {
-	if len(p.out) == 0 || p.outTo == nil {
-		p.out = p.out[:0]
-		return nil
-	}
-	if _, err := p.outTo.Write(p.out); err != nil {
-		p.outTo.Conn.Close()
+func (p *pooled) flushServer() {
+	if len(p.out) > 0 && p.outTo != nil {
+		if _, err := p.outTo.Write(p.out); err != nil {
+			p.outTo.Conn.Close()
+		}
 	}
 	p.out = p.out[:0]
-	return nil
 }
 
 // reply sends the client an answer of Switchyard's own.
@@ -272,7 +278,8 @@ func (p *pooled) reply(b []byte) error {
 	return nil
 }
 
-// startReader starts forwarding sv's messages to the client.
+// startReader starts forwarding sv's messages to the client in a
+// goroutine of their own.
 func (p *pooled) startReader(ctx context.Context, sv *pool.Server) {
 	done := make(chan struct{})
 	p.reader = done
@@ -282,62 +289,79 @@ func (p *pooled) startReader(ctx context.Context, sv *pool.Server) {
 	}()
 }
 
+// waitReader returns once no reader goroutine runs.
 func (p *pooled) waitReader() {
 	if p.reader != nil {
 		<-p.reader
+		p.reader = nil
 	}
 }
 
 // read forwards sv's messages to the client until the machine releases
 // sv (it goes back to the pool) or sv fails.
 func (p *pooled) read(ctx context.Context, sv *pool.Server) {
-	cw := &p.s.cw
 	for {
 		msg, err := wire.NextMessage(sv.R, wire.MaxMessageLen)
 		if err != nil {
 			p.serverGone(ctx, sv, err)
 			return
 		}
-		p.mu.Lock()
-		if p.sv != sv { // abandoned under us
-			p.mu.Unlock()
+		typ := msg[0] // msg is sv's buffer, which is not ours once sv is back in the pool
+		done, err := p.fromServer(ctx, sv, msg)
+		if err != nil {
+			p.s.cancel(err)
 			return
 		}
-		st := p.m.Server(msg, sv.Params)
-		if st.Release {
-			p.detachLocked()
-		}
-		p.mu.Unlock()
-		if st.Fatal {
-			p.serverGone(ctx, sv, serverEnded(msg))
-			return
-		}
-		if st.SetupFailed != nil {
-			p.s.srv.log.Warn("re-applying a client's settings on a server failed", "session", p.s.id,
-				"backend", sv.Member, "err", serverRejected(st.SetupFailed))
-		}
-		if st.Forward {
-			cw.queue(msg)
-			if st.Release || sv.R.Buffered() == 0 || len(cw.buf) >= flushAt {
-				n := len(cw.buf)
-				if err := cw.flush(); err != nil {
-					if st.Release {
-						p.set.Put(sv, pool.Idle)
-					}
-					p.s.cancel(onClient(err))
-					return
-				}
-				p.s.countOut(n)
-			}
-		}
-		if msg[0] == 'Z' {
+		if typ == 'Z' {
 			p.armIdle(ctx) // the client may now be idle, in a transaction or out of one
 		}
-		if st.Release {
-			p.set.Put(sv, pool.Idle)
+		if done {
 			return
 		}
 	}
+}
+
+// fromServer carries out the machine's decision on one message of sv;
+// done reports that sv is no longer the client's to read: released to
+// the pool, lost, or abandoned. An error means the client is gone.
+func (p *pooled) fromServer(ctx context.Context, sv *pool.Server, msg []byte) (done bool, err error) {
+	p.mu.Lock()
+	if p.sv != sv { // abandoned under us
+		p.mu.Unlock()
+		return true, nil
+	}
+	st := p.m.Server(msg, sv.Params)
+	if st.Release {
+		p.detachLocked()
+	}
+	p.mu.Unlock()
+	if st.Fatal {
+		p.serverGone(ctx, sv, serverEnded(msg))
+		return true, nil
+	}
+	if st.SetupFailed != nil {
+		p.s.srv.log.Warn("re-applying a client's settings on a server failed", "session", p.s.id,
+			"backend", sv.Member, "err", serverRejected(st.SetupFailed))
+	}
+	if st.Forward {
+		cw := &p.s.cw
+		cw.queue(msg)
+		if st.Release || sv.R.Buffered() == 0 || len(cw.buf) >= flushAt {
+			n := len(cw.buf)
+			if err := cw.flush(); err != nil {
+				if st.Release {
+					p.set.Put(sv, pool.Idle)
+				}
+				return true, onClient(err)
+			}
+			p.s.countOut(n)
+		}
+	}
+	if st.Release {
+		p.set.Put(sv, pool.Idle)
+		return true, nil
+	}
+	return false, nil
 }
 
 // serverGone handles the attached server's failure: the server goes, and
@@ -387,7 +411,7 @@ func (p *pooled) abandon() error {
 	p.mu.Lock()
 	sv := p.sv
 	qe := p.lostError(sv, nil)
-	_, end := p.m.Lost(qe.encode())
+	reply, end := p.m.Lost(qe.encode())
 	p.detachLocked()
 	p.mu.Unlock()
 	sv.SetReadDeadline(time.Unix(1, 0)) // ends the reader, which finds sv abandoned
@@ -395,6 +419,9 @@ func (p *pooled) abandon() error {
 	p.set.Put(sv, pool.Close)
 	if end {
 		return p.endCause(sv, nil)
+	}
+	if reply != nil { // an extended batch without Sync was under way
+		return p.reply(reply)
 	}
 	return nil
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"sync"
-	"time"
 
 	"github.com/switchyard-proxy/switchyard/internal/auth"
 	"github.com/switchyard-proxy/switchyard/pool"
@@ -57,40 +56,18 @@ func (s *Server) opener(l *listener) pool.Opener {
 	}
 }
 
-// errStillInRecovery: the member the DCS names primary has not left
-// recovery within confirm_wait.
-var errStillInRecovery = errors.New("named the primary but still in recovery")
-
-// confirmOpen waits, up to ConfirmWait, for a new server connection's
+// confirmOpen waits, up to leader_wait, for a new server connection's
 // node to be out of recovery: the DCS may name a primary a moment before
 // its promotion completes, and no write may reach a node in recovery.
 func (s *Server) confirmOpen(ctx context.Context, c *pool.Conn) error {
-	wait := s.opts.ConfirmWait
-	if wait <= 0 {
-		wait = defaultConfirmWait
-	}
-	deadline := time.Now().Add(wait)
-	retry := time.NewTimer(0)
-	defer retry.Stop()
-	<-retry.C
-	for {
+	err := untilOutOfRecovery(ctx, s.confirmWait(), func() (bool, error) {
 		row, _, err := c.QueryRow(ctx, "SELECT pg_catalog.pg_is_in_recovery()")
-		if err != nil {
-			return err
-		}
-		if len(row) == 1 && row[0] != nil && *row[0] == "f" {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("server %s: %w after %s", c.Member, errStillInRecovery, wait)
-		}
-		retry.Reset(50 * time.Millisecond)
-		select {
-		case <-retry.C:
-		case <-ctx.Done():
-			return context.Cause(ctx)
-		}
+		return err == nil && (len(row) != 1 || row[0] == nil || *row[0] != "f"), err
+	})
+	if errors.Is(err, errStillInRecovery) {
+		return fmt.Errorf("server %s: %w after %s", c.Member, err, s.confirmWait())
 	}
+	return err
 }
 
 // Drain closes the pooled server connections to member, which lost the

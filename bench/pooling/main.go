@@ -25,7 +25,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"slices"
 	"strconv"
@@ -33,14 +32,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/switchyard-proxy/switchyard/bench/internal/benchkit"
 	"github.com/switchyard-proxy/switchyard/internal/testbed"
-)
-
-const (
-	clientCPU = "0"
-	serverCPU = "1"
-	clkTck    = 100 // USER_HZ on Linux
-	pinnedEnv = "SWITCHYARD_BENCH_PINNED"
 )
 
 type workload struct {
@@ -77,7 +70,7 @@ func main() {
 		}
 		cfg.clients = append(cfg.clients, n)
 	}
-	pinSelf()
+	benchkit.PinSelf() // the goroutines opening the logins run on the client CPU
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, cfg, os.Stdout); err != nil {
@@ -86,40 +79,13 @@ func main() {
 	}
 }
 
-// pinSelf re-executes this program under taskset on the client CPU, so
-// the goroutines opening the concurrent logins do not share a core with
-// what they measure. The servers are pinned explicitly when started.
-func pinSelf() {
-	if os.Getenv(pinnedEnv) != "" {
-		return
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		return
-	}
-	taskset, err := exec.LookPath("taskset")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench: no taskset; the bench itself is not pinned")
-		return
-	}
-	argv := append([]string{"taskset", "-c", clientCPU, exe}, os.Args[1:]...)
-	err = syscall.Exec(taskset, argv, append(os.Environ(), pinnedEnv+"=1"))
-	fmt.Fprintln(os.Stderr, "bench: re-exec under taskset:", err)
-}
-
 func run(ctx context.Context, cfg config, out io.Writer) error {
-	fmt.Fprintln(os.Stderr, "bench: starting PostgreSQL, HAProxy, pgbouncer and Switchyard on CPU", serverCPU)
-	pg, err := testbed.StartPG(ctx, testbed.PGOptions{CPUs: serverCPU, Settings: map[string]string{
-		"max_connections": strconv.Itoa(cfg.maxConnections),
-	}})
+	pg, err := benchkit.StartPG(ctx, map[string]string{"max_connections": strconv.Itoa(cfg.maxConnections)})
 	if err != nil {
 		return err
 	}
 	defer pg.Close()
 	primary := pg.Nodes[0]
-	if err := pgbench(ctx, primary.Port, "-i", "-q", "-s", "10"); err != nil {
-		return fmt.Errorf("pgbench -i: %w", err)
-	}
 
 	targets := []*target{{name: nDirect, port: primary.Port}}
 	add := func(name string, p *testbed.Peer, err error) {
@@ -131,7 +97,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		}
 		targets = append(targets, t)
 	}
-	hap, err := testbed.StartHAProxy(ctx, primary.Addr(), serverCPU)
+	hap, err := testbed.StartHAProxy(ctx, primary.Addr(), benchkit.ServerCPU)
 	if err == nil {
 		defer hap.Close()
 	}
@@ -144,7 +110,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		PoolSize:      cfg.poolSize,
 		MaxClientConn: cfg.connectClients + 1000,
 		ListenBacklog: 4096, // as Go's listen backlog (somaxconn); pgbouncer's default 128 drops SYNs in a login storm
-		CPUs:          serverCPU,
+		CPUs:          benchkit.ServerCPU,
 	})
 	if err == nil {
 		defer bouncer.Close()
@@ -212,7 +178,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 					fmt.Fprintf(os.Stderr, "bench: %-26s %-55s failed: %v\n", t.name, w.name, r.err)
 					showLog(t)
 				} else {
-					fmt.Fprintf(os.Stderr, "bench: %-26s %-55s %9.0f tps\n", t.name, w.name, r.tps)
+					fmt.Fprintf(os.Stderr, "bench: %-26s %-55s %9.0f tps\n", t.name, w.name, r.TPS)
 				}
 			}
 		}
@@ -224,7 +190,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	fmt.Fprintf(out, "pgbench -n -S -T %s, pgbench and the login client on CPU %s, PostgreSQL and proxies on CPU %s; "+
 		"default_pool_size = %d for pgbouncer (transaction) and Switchyard (transaction); trust auth with an auth file for both; "+
 		"PostgreSQL max_connections = %d; %d round(s), medians\n\n",
-		cfg.duration, clientCPU, serverCPU, cfg.poolSize, cfg.maxConnections, cfg.reps)
+		cfg.duration, benchkit.ClientCPU, benchkit.ServerCPU, cfg.poolSize, cfg.maxConnections, cfg.reps)
 	summary := map[string]map[string]result{}
 	for _, w := range workloads {
 		summary[w.name] = map[string]result{}

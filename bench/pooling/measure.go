@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,19 +13,13 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/switchyard-proxy/switchyard/bench/internal/benchkit"
 	"github.com/switchyard-proxy/switchyard/internal/testbed"
 )
 
-var (
-	tpsRE = regexp.MustCompile(`tps = ([0-9.]+) \((?:without|excluding|including)`)
-	latRE = regexp.MustCompile(`latency average = ([0-9.]+) ms`)
-	txRE  = regexp.MustCompile(`number of transactions actually processed: (\d+)`)
-)
-
 type result struct {
-	tps, latencyMs, cpuUsPerTx float64
-	txs                        int
-	err                        error
+	benchkit.Result
+	err error
 }
 
 type connResult struct {
@@ -38,44 +30,19 @@ type connResult struct {
 }
 
 func measure(ctx context.Context, t *target, w workload, d time.Duration) result {
-	before, err := cpuTicks(t.pid)
-	if err != nil {
-		return result{err: fmt.Errorf("proxy gone: %w", err)}
-	}
 	// pgbench should end after d; the margin covers 1000 logins and
 	// ends the run when the proxy stops answering.
 	limit := d + time.Minute
 	runCtx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	args := append([]string{"-n", "-S", "-T", strconv.Itoa(int(d.Seconds()))}, w.args...)
-	outText, err := pgbenchOut(runCtx, t.port, args...)
+	r, err := benchkit.SelectOnly(runCtx, t.port, t.pid, d, w.args...)
 	if err != nil {
 		if ctx.Err() == nil && runCtx.Err() != nil {
 			return result{err: fmt.Errorf("pgbench still running after %v, stopped (proxy not answering?)", limit)}
 		}
 		return result{err: err}
 	}
-	after, err := cpuTicks(t.pid)
-	if err != nil {
-		return result{err: fmt.Errorf("proxy gone: %w", err)}
-	}
-	var r result
-	if m := tpsRE.FindStringSubmatch(outText); m != nil {
-		r.tps, _ = strconv.ParseFloat(m[1], 64)
-	}
-	if m := latRE.FindStringSubmatch(outText); m != nil {
-		r.latencyMs, _ = strconv.ParseFloat(m[1], 64)
-	}
-	if m := txRE.FindStringSubmatch(outText); m != nil {
-		r.txs, _ = strconv.Atoi(m[1])
-	}
-	if r.txs == 0 || r.tps == 0 {
-		return result{err: fmt.Errorf("could not read pgbench output:\n%s", outText)}
-	}
-	if t.pid != 0 {
-		r.cpuUsPerTx = float64(after-before) * (1e6 / clkTck) / float64(r.txs)
-	}
-	return r
+	return result{Result: r}
 }
 
 // connectStorm opens n connections to t at once and measures from the
@@ -212,34 +179,6 @@ func clientBackends(ctx context.Context, pg *testbed.PGNode) (int, error) {
 	return strconv.Atoi(string(r.Rows[0][0]))
 }
 
-// cpuTicks is utime+stime of pid (all threads) in clock ticks.
-func cpuTicks(pid int) (int64, error) {
-	if pid == 0 {
-		return 0, nil
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	if err := alive(b); err != nil {
-		return 0, err
-	}
-	// Fields after the command name, which is in parentheses.
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return utime + stime, nil
-}
-
-// alive fails for a zombie: the proxy exited but the bed has not reaped it.
-func alive(stat []byte) error {
-	s := string(stat)
-	if i := strings.LastIndexByte(s, ')'); i >= 0 && len(s) > i+2 && (s[i+2] == 'Z' || s[i+2] == 'X') {
-		return errors.New("process exited")
-	}
-	return nil
-}
-
 // rssKiB is VmRSS of pid in KiB (0 for pid 0).
 func rssKiB(pid int) (int64, error) {
 	if pid == 0 {
@@ -255,21 +194,4 @@ func rssKiB(pid int) (int64, error) {
 		}
 	}
 	return 0, errors.New("no VmRSS (process exited)")
-}
-
-func pgbench(ctx context.Context, port int, args ...string) error {
-	_, err := pgbenchOut(ctx, port, args...)
-	return err
-}
-
-func pgbenchOut(ctx context.Context, port int, args ...string) (string, error) {
-	argv := testbed.Pin(clientCPU, append([]string{"pgbench", "-h", "127.0.0.1", "-p", strconv.Itoa(port),
-		"-U", testbed.UserSuper}, append(args, testbed.DefaultDB)...)...)
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	b, err := cmd.CombinedOutput()
-	if err != nil {
-		// pgbench's own message is its last line of output.
-		return "", fmt.Errorf("pgbench %s: %w\n%s", strings.Join(args, " "), err, strings.TrimSpace(string(b)))
-	}
-	return string(b), nil
 }

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/switchyard-proxy/switchyard/bench/internal/benchkit"
 )
 
 var tmpDirRE = regexp.MustCompile(`/tmp/switchyard-[^/ ]+/`)
@@ -40,11 +42,11 @@ func median(rs []result, startErr error) result {
 		}
 		return medianOf(v)
 	}
-	return result{
-		tps:        pick(func(r result) float64 { return r.tps }),
-		latencyMs:  pick(func(r result) float64 { return r.latencyMs }),
-		cpuUsPerTx: pick(func(r result) float64 { return r.cpuUsPerTx }),
-	}
+	return result{Result: benchkit.Result{
+		TPS:        pick(func(r result) float64 { return r.TPS }),
+		LatencyMs:  pick(func(r result) float64 { return r.LatencyMs }),
+		CPUUsPerTx: pick(func(r result) float64 { return r.CPUUsPerTx }),
+	}}
 }
 
 func medianOf(v []float64) float64 {
@@ -89,7 +91,7 @@ func printSummary(out io.Writer, workloads []workload, targets []*target, res ma
 				}
 				continue
 			}
-			fmt.Fprintf(out, " %.0f (%s) |", r.tps, ratio(r.tps, b.tps))
+			fmt.Fprintf(out, " %.0f (%s) |", r.TPS, ratio(r.TPS, b.TPS))
 		}
 		fmt.Fprintln(out)
 	}
@@ -109,16 +111,16 @@ func printTable(out io.Writer, w workload, targets []*target, res map[string]res
 		}
 		cpu, cpuHAP, cpuBouncer := "–", "–", "–"
 		if t.pid != 0 {
-			cpu = fmt.Sprintf("%.1f", r.cpuUsPerTx)
+			cpu = fmt.Sprintf("%.1f", r.CPUUsPerTx)
 			if hap.err == nil {
-				cpuHAP = ratio(r.cpuUsPerTx, hap.cpuUsPerTx)
+				cpuHAP = ratio(r.CPUUsPerTx, hap.CPUUsPerTx)
 			}
 			if bouncer.err == nil {
-				cpuBouncer = ratio(r.cpuUsPerTx, bouncer.cpuUsPerTx)
+				cpuBouncer = ratio(r.CPUUsPerTx, bouncer.CPUUsPerTx)
 			}
 		}
-		fmt.Fprintf(out, "| %s | %.0f | %.3f | %s | %s | %s | %s | %s | %s |\n", t.name, r.tps, r.latencyMs, cpu,
-			ratio(r.tps, direct.tps), ratio(r.tps, hap.tps), ratio(r.tps, bouncer.tps), cpuHAP, cpuBouncer)
+		fmt.Fprintf(out, "| %s | %.0f | %.3f | %s | %s | %s | %s | %s | %s |\n", t.name, r.TPS, r.LatencyMs, cpu,
+			ratio(r.TPS, direct.TPS), ratio(r.TPS, hap.TPS), ratio(r.TPS, bouncer.TPS), cpuHAP, cpuBouncer)
 	}
 	fmt.Fprintln(out)
 }

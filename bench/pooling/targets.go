@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/switchyard-proxy/switchyard/bench/internal/benchkit"
 	"github.com/switchyard-proxy/switchyard/internal/testbed"
 )
 
@@ -61,10 +62,6 @@ func showLog(t *target) {
 // match pgbouncer's: trust auth from an auth file naming the bench user,
 // and default_pool_size.
 func startSwitchyard(ctx context.Context, binary, addr, poolMode string, poolSize int) (*testbed.Peer, error) {
-	port, err := testbed.FreePort()
-	if err != nil {
-		return nil, err
-	}
 	pooling := ""
 	if poolMode != "none" {
 		pooling = fmt.Sprintf(`
@@ -75,24 +72,7 @@ file = "{dir}/userlist.txt"
 default_pool_size = %d
 `, poolSize)
 	}
-	cfg := fmt.Sprintf(`
-[log]
-level = "info"
-[cluster]
-name = "bench"
-[cluster.static]
-members = [{ name = "pg1", address = %q, role = "primary" }]
-[[listener]]
-name = "bench"
-address = "127.0.0.1:%d"
-role = "primary"
-pool_mode = %q
-[tls]
-client_mode = "disable"
-server_mode = "disable"   # like HAProxy's plain TCP; no SSLRequest round trip
-%s`, addr, port, poolMode, pooling)
-	return testbed.StartSwitchyardFiles(ctx, binary, map[string]string{
-		"switchyard.toml": cfg,
-		"userlist.txt":    fmt.Sprintf("%q \"\"\n", testbed.UserSuper),
-	}, port, serverCPU)
+	return benchkit.StartSwitchyard(ctx, binary, addr, "bench", fmt.Sprintf("pool_mode = %q\n", poolMode), pooling, map[string]string{
+		"userlist.txt": fmt.Sprintf("%q \"\"\n", testbed.UserSuper),
+	})
 }

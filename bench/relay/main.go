@@ -19,21 +19,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
-	"regexp"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
+	"github.com/switchyard-proxy/switchyard/bench/internal/benchkit"
 	"github.com/switchyard-proxy/switchyard/internal/testbed"
-)
-
-const (
-	clientCPU = "0"
-	serverCPU = "1"
-	clkTck    = 100 // USER_HZ on Linux
 )
 
 type target struct {
@@ -45,11 +36,6 @@ type target struct {
 type workload struct {
 	name string
 	args []string
-}
-
-type result struct {
-	tps, latencyMs, cpuUsPerTx float64
-	txs                        int
 }
 
 func main() {
@@ -66,23 +52,19 @@ func main() {
 }
 
 func run(ctx context.Context, binary, baseline string, duration time.Duration, out io.Writer) error {
-	fmt.Fprintln(os.Stderr, "bench: starting PostgreSQL, HAProxy, pgbouncer and Switchyard on CPU", serverCPU)
-	pg, err := testbed.StartPG(ctx, testbed.PGOptions{CPUs: serverCPU})
+	pg, err := benchkit.StartPG(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer pg.Close()
 	primary := pg.Nodes[0]
-	if err := pgbench(ctx, primary.Port, "-i", "-q", "-s", "10"); err != nil {
-		return fmt.Errorf("pgbench -i: %w", err)
-	}
 
-	hap, err := testbed.StartHAProxy(ctx, primary.Addr(), serverCPU)
+	hap, err := testbed.StartHAProxy(ctx, primary.Addr(), benchkit.ServerCPU)
 	if err != nil {
 		return err
 	}
 	defer hap.Close()
-	bouncer, err := testbed.StartPgBouncer(ctx, primary.Addr(), testbed.UserSuper, serverCPU)
+	bouncer, err := testbed.StartPgBouncer(ctx, primary.Addr(), testbed.UserSuper, benchkit.ServerCPU)
 	if err != nil {
 		return err
 	}
@@ -113,23 +95,23 @@ func run(ctx context.Context, binary, baseline string, duration time.Duration, o
 		{"select-only, 10 clients, new connection per tx (-C)", []string{"-c", "10", "-j", "2", "-C"}},
 	}
 	fmt.Fprintf(out, "pgbench -n -S -T %s, pgbench on CPU %s, PostgreSQL and proxies on CPU %s\n\n",
-		duration, clientCPU, serverCPU)
+		duration, benchkit.ClientCPU, benchkit.ServerCPU)
 	for _, w := range workloads {
-		res := map[string]result{}
+		res := map[string]benchkit.Result{}
 		for _, t := range targets {
 			r, err := measure(ctx, t, w, duration)
 			if err != nil {
 				return fmt.Errorf("%s, %s: %w", t.name, w.name, err)
 			}
 			res[t.name] = r
-			fmt.Fprintf(os.Stderr, "bench: %-22s %-55s %9.0f tps\n", t.name, w.name, r.tps)
+			fmt.Fprintf(os.Stderr, "bench: %-22s %-55s %9.0f tps\n", t.name, w.name, r.TPS)
 		}
 		printTable(out, w, targets, res)
 	}
 	return nil
 }
 
-func printTable(out io.Writer, w workload, targets []target, res map[string]result) {
+func printTable(out io.Writer, w workload, targets []target, res map[string]benchkit.Result) {
 	hap := res["haproxy"]
 	fmt.Fprintf(out, "### %s\n\n", w.name)
 	fmt.Fprintln(out, "| target | TPS | latency ms | proxy CPU µs/tx | TPS vs HAProxy | CPU vs HAProxy |")
@@ -138,107 +120,22 @@ func printTable(out io.Writer, w workload, targets []target, res map[string]resu
 		r := res[t.name]
 		cpu, cpuRatio := "–", "–"
 		if t.pid != 0 {
-			cpu = fmt.Sprintf("%.1f", r.cpuUsPerTx)
-			if hap.cpuUsPerTx > 0 {
-				cpuRatio = fmt.Sprintf("%.2f×", r.cpuUsPerTx/hap.cpuUsPerTx)
+			cpu = fmt.Sprintf("%.1f", r.CPUUsPerTx)
+			if hap.CPUUsPerTx > 0 {
+				cpuRatio = fmt.Sprintf("%.2f×", r.CPUUsPerTx/hap.CPUUsPerTx)
 			}
 		}
-		fmt.Fprintf(out, "| %s | %.0f | %.3f | %s | %.2f× | %s |\n", t.name, r.tps, r.latencyMs, cpu, r.tps/hap.tps, cpuRatio)
+		fmt.Fprintf(out, "| %s | %.0f | %.3f | %s | %.2f× | %s |\n", t.name, r.TPS, r.LatencyMs, cpu, r.TPS/hap.TPS, cpuRatio)
 	}
 	fmt.Fprintln(out)
 }
 
-var (
-	tpsRE = regexp.MustCompile(`tps = ([0-9.]+) \((?:without|excluding|including)`)
-	latRE = regexp.MustCompile(`latency average = ([0-9.]+) ms`)
-	txRE  = regexp.MustCompile(`number of transactions actually processed: (\d+)`)
-)
-
-func measure(ctx context.Context, t target, w workload, d time.Duration) (result, error) {
-	before, err := cpuTicks(t.pid)
-	if err != nil {
-		return result{}, err
-	}
-	args := append([]string{"-n", "-S", "-T", strconv.Itoa(int(d.Seconds()))}, w.args...)
-	outText, err := pgbenchOut(ctx, t.port, args...)
-	if err != nil {
-		return result{}, err
-	}
-	after, err := cpuTicks(t.pid)
-	if err != nil {
-		return result{}, err
-	}
-	var r result
-	if m := tpsRE.FindStringSubmatch(outText); m != nil {
-		r.tps, _ = strconv.ParseFloat(m[1], 64)
-	}
-	if m := latRE.FindStringSubmatch(outText); m != nil {
-		r.latencyMs, _ = strconv.ParseFloat(m[1], 64)
-	}
-	if m := txRE.FindStringSubmatch(outText); m != nil {
-		r.txs, _ = strconv.Atoi(m[1])
-	}
-	if r.txs == 0 || r.tps == 0 {
-		return r, fmt.Errorf("could not read pgbench output:\n%s", outText)
-	}
-	if t.pid != 0 {
-		r.cpuUsPerTx = float64(after-before) * (1e6 / clkTck) / float64(r.txs)
-	}
-	return r, nil
-}
-
-// cpuTicks is utime+stime of pid (all threads) in clock ticks.
-func cpuTicks(pid int) (int64, error) {
-	if pid == 0 {
-		return 0, nil
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// Fields after the command name, which is in parentheses.
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return utime + stime, nil
-}
-
-func pgbench(ctx context.Context, port int, args ...string) error {
-	_, err := pgbenchOut(ctx, port, args...)
-	return err
-}
-
-func pgbenchOut(ctx context.Context, port int, args ...string) (string, error) {
-	argv := testbed.Pin(clientCPU, append([]string{"pgbench", "-h", "127.0.0.1", "-p", strconv.Itoa(port),
-		"-U", testbed.UserSuper}, append(args, testbed.DefaultDB)...)...)
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	b, err := cmd.CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("%s: %w\n%s", strings.Join(argv, " "), err, b)
-	}
-	return string(b), nil
+func measure(ctx context.Context, t target, w workload, d time.Duration) (benchkit.Result, error) {
+	return benchkit.SelectOnly(ctx, t.port, t.pid, d, w.args...)
 }
 
 // startSwitchyard runs binary in relay mode in front of addr, on the
 // server CPU.
 func startSwitchyard(ctx context.Context, binary, addr string) (*testbed.Peer, error) {
-	port, err := testbed.FreePort()
-	if err != nil {
-		return nil, err
-	}
-	return testbed.StartSwitchyard(ctx, binary, fmt.Sprintf(`
-[log]
-level = "info"
-[cluster]
-name = "bench"
-[cluster.static]
-members = [{ name = "pg1", address = %q, role = "primary" }]
-[[listener]]
-name = "rw"
-address = "127.0.0.1:%d"
-role = "primary"
-[tls]
-client_mode = "disable"
-server_mode = "disable"   # like HAProxy's plain TCP; no SSLRequest round trip
-`, addr, port), port, serverCPU)
+	return benchkit.StartSwitchyard(ctx, binary, addr, "rw", "", "", nil)
 }

@@ -19,51 +19,63 @@ const MaxMessageLen = 1 << 30
 // bytes and returns it whole, in a fresh slice. A stream that ends inside
 // a message gives io.ErrUnexpectedEOF.
 func ReadMessage(r *bufio.Reader, max int) ([]byte, error) {
-	hdr, err := r.Peek(5)
+	n, err := messageLen(r, max)
 	if err != nil {
-		if len(hdr) > 0 && errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
 		return nil, err
 	}
-	n := int(binary.BigEndian.Uint32(hdr[1:]))
-	if n < 4 || n+1 > max {
-		return nil, fmt.Errorf("message %q has invalid length %d", hdr[0], n)
-	}
-	msg := make([]byte, n+1)
-	if _, err := io.ReadFull(r, msg); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
-		return nil, err
-	}
-	return msg, nil
+	return readFresh(r, n)
 }
 
 // NextMessage is ReadMessage without the copy: a message that fits in
 // r's buffer is returned in place, valid only until r's next read. Only
 // a larger one is read into a fresh slice.
 func NextMessage(r *bufio.Reader, max int) ([]byte, error) {
+	n, err := messageLen(r, max)
+	if err != nil {
+		return nil, err
+	}
+	if n > r.Size() {
+		return readFresh(r, n)
+	}
+	msg, err := r.Peek(n)
+	if err != nil {
+		return nil, unexpectedEOF(err)
+	}
+	r.Discard(n)
+	return msg, nil
+}
+
+// messageLen peeks at the next message's header and returns its whole
+// length, type byte included.
+func messageLen(r *bufio.Reader, max int) (int, error) {
 	hdr, err := r.Peek(5)
 	if err != nil {
-		if len(hdr) > 0 && errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
+		if len(hdr) > 0 {
+			err = unexpectedEOF(err)
 		}
-		return nil, err
+		return 0, err
 	}
 	n := int(binary.BigEndian.Uint32(hdr[1:]))
-	if n+1 > r.Size() || n < 4 || n+1 > max {
-		return ReadMessage(r, max)
+	if n < 4 || n+1 > max {
+		return 0, fmt.Errorf("message %q has invalid length %d", hdr[0], n)
 	}
-	msg, err := r.Peek(n + 1)
-	if err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
-		return nil, err
+	return n + 1, nil
+}
+
+func readFresh(r *bufio.Reader, n int) ([]byte, error) {
+	msg := make([]byte, n)
+	if _, err := io.ReadFull(r, msg); err != nil {
+		return nil, unexpectedEOF(err)
 	}
-	r.Discard(n + 1)
 	return msg, nil
+}
+
+// unexpectedEOF: a stream that ends inside a message is cut short.
+func unexpectedEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
 }
 
 // Framer follows message boundaries in a byte stream without copying it:
