@@ -109,6 +109,7 @@ type pool struct {
 
 	loginErr   error // the last rejected login, for server_login_retry
 	loginUntil time.Time
+	failLogged time.Time // when a failed open was last logged
 
 	opened, closed uint64
 }

@@ -195,9 +195,17 @@ func (s *Set) openServer(ctx context.Context, p *pool, addr string, g grant) (*S
 	p.opening--
 	if err != nil {
 		s.openFailed(p, err, now)
+		// While a member is down every waiter's retry fails alike: one
+		// line a second per pool says it.
+		shout := now.Sub(p.failLogged) >= time.Second
+		if shout {
+			p.failLogged = now
+		}
 		s.unlock()
-		s.log.Warn("opening a server failed", "member", p.id.Member, "addr", addr,
-			"database", p.id.Database, "user", p.id.User, "err", err)
+		if shout {
+			s.log.Warn("opening a server failed", "member", p.id.Member, "addr", addr,
+				"database", p.id.Database, "user", p.id.User, "err", err)
+		}
 		return nil, err
 	}
 	sv := s.opened(p, c, g.gen, now)
