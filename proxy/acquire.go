@@ -10,7 +10,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
-	"github.com/switchyard-proxy/switchyard/discovery/topology"
 	"github.com/switchyard-proxy/switchyard/pool"
 	"github.com/switchyard-proxy/switchyard/router"
 )
@@ -125,12 +124,4 @@ func asFatal(msg []byte) []byte {
 		return msg
 	}
 	return out
-}
-
-// memberOf is the member a pooled server connection belongs to.
-func memberOf(sv *pool.Server, m topology.Member) topology.Member {
-	if m.Name == sv.Member {
-		return m
-	}
-	return topology.Member{Name: sv.Member, Addr: sv.Addr}
 }

@@ -2,15 +2,12 @@ package proxy
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgproto3"
-
 	"github.com/switchyard-proxy/switchyard/discovery/topology"
-	"github.com/switchyard-proxy/switchyard/internal/wire"
+	"github.com/switchyard-proxy/switchyard/pool"
 	"github.com/switchyard-proxy/switchyard/router"
 )
 
@@ -22,8 +19,6 @@ const confirmWindow = 10 * time.Second
 
 // defaultConfirmWait bounds the wait for a named primary to leave recovery.
 const defaultConfirmWait = 5 * time.Second
-
-var recoveryQuery, _ = (&pgproto3.Query{String: "SELECT pg_catalog.pg_is_in_recovery()"}).Encode(nil)
 
 // needsConfirm reports whether the session, about to be handed to its
 // backend, must first see the backend out of recovery.
@@ -41,12 +36,12 @@ func (s *session) needsReplicaConfirm() bool {
 
 // confirmReplica checks, on the session's own connection, that the
 // backend is still in recovery.
-func (s *session) confirmReplica() error {
-	inRecovery, err := s.inRecovery()
+func (s *session) confirmReplica(ctx context.Context) error {
+	in, err := s.serverInRecovery(ctx)
 	if err != nil {
 		return err
 	}
-	if !inRecovery {
+	if !in {
 		return newClientError(codeCannotConnectNow,
 			"server %q is no longer a replica (it left recovery); reconnect", s.backend.Name)
 	}
@@ -59,7 +54,7 @@ func (s *session) confirmReplica() error {
 // before it has been promoted. The client has not yet seen ReadyForQuery.
 func (s *session) confirmPrimary(ctx context.Context) error {
 	wait := s.srv.confirmWait()
-	err := untilOutOfRecovery(ctx, wait, s.inRecovery)
+	err := untilOutOfRecovery(ctx, wait, func() (bool, error) { return s.serverInRecovery(ctx) })
 	if errors.Is(err, errStillInRecovery) {
 		return newClientError(codeCannotConnectNow,
 			"server %q is named the primary but is still in recovery after %s; try again shortly", s.backend.Name, wait)
@@ -103,40 +98,23 @@ func (s *Server) confirmWait() time.Duration {
 	return defaultConfirmWait
 }
 
-// inRecovery runs the recovery query and reads its answer up to
-// ReadyForQuery.
-func (s *session) inRecovery() (bool, error) {
-	if _, err := s.server.Write(recoveryQuery); err != nil {
-		return false, onServer(err)
+// inRecovery asks c's node whether it is in recovery.
+func inRecovery(ctx context.Context, c *pool.Conn) (bool, error) {
+	row, _, err := c.QueryRow(ctx, "SELECT pg_catalog.pg_is_in_recovery()")
+	switch {
+	case err != nil:
+		return false, fmt.Errorf("recovery check: %w", err)
+	case len(row) != 1 || row[0] == nil:
+		return false, errors.New("recovery check returned no boolean")
 	}
-	var (
-		answer  byte
-		failure error
-	)
-	for {
-		msg, err := wire.ReadMessage(s.server.R, maxServerLoginMsg)
-		if err != nil {
-			return false, onServer(err)
-		}
-		switch msg[0] {
-		case 'D': // int16 columns, int32 length, value
-			if len(msg) >= 12 && binary.BigEndian.Uint16(msg[5:7]) == 1 && binary.BigEndian.Uint32(msg[7:11]) == 1 {
-				answer = msg[11]
-			}
-		case 'E':
-			var e pgproto3.ErrorResponse
-			_ = e.Decode(msg[5:])
-			failure = fmt.Errorf("recovery check failed: %s %s", e.Code, e.Message)
-		case 'Z':
-			switch {
-			case failure != nil:
-				return false, onServer(&protocolError{err: failure})
-			case answer == 't':
-				return true, nil
-			case answer == 'f':
-				return false, nil
-			}
-			return false, onServer(&protocolError{err: errors.New("recovery check returned no boolean")})
-		}
+	return *row[0] == "t", nil
+}
+
+// serverInRecovery asks the session's own server.
+func (s *session) serverInRecovery(ctx context.Context) (bool, error) {
+	in, err := inRecovery(ctx, s.server)
+	if err != nil {
+		return false, onServer(&protocolError{err: err})
 	}
+	return in, nil
 }

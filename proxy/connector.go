@@ -84,8 +84,7 @@ func dialReason(err error) string {
 	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
 		return "Switchyard is out of file descriptors"
 	}
-	var ne interface{ Timeout() bool }
-	if errors.As(err, &ne) && ne.Timeout() {
+	if isTimeoutErr(err) {
 		return "timed out"
 	}
 	return "connection failed"

@@ -174,15 +174,19 @@ func renderable(err error) bool {
 }
 
 // errorResponse renders err, the reason a session is ending, as the FATAL
-// ErrorResponse its client gets. This is the only place errors become
-// wire messages.
+// ErrorResponse its client gets, or a failed request (*requestError) as
+// an ERROR. This is the only place errors become wire messages.
 func errorResponse(err error) *pgproto3.ErrorResponse {
 	var (
 		ce *clientError
 		kc *KillCause
+		re *requestError
 	)
 	e := &pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL"}
 	switch {
+	case errors.As(err, &re): // the client survives it
+		e.Severity, e.SeverityUnlocalized = "ERROR", "ERROR"
+		e.Code, e.Message, e.Detail, e.Hint = re.Code, re.Message, re.Detail, re.Hint
 	case errors.As(err, &kc):
 		e.Code, e.Message = kc.SQLState, kc.Message
 	case errors.As(err, &ce):
@@ -235,11 +239,4 @@ func (e *requestError) Error() string {
 func (e *requestError) Unwrap() error { return e.cause }
 
 // encode renders the ErrorResponse the client gets.
-func (e *requestError) encode() []byte {
-	b, err := (&pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: e.Code,
-		Message: e.Message, Detail: e.Detail, Hint: e.Hint}).Encode(nil)
-	if err != nil {
-		b, _ = (&pgproto3.ErrorResponse{Severity: "ERROR", Code: codeInternal, Message: "internal error"}).Encode(nil)
-	}
-	return b
-}
+func (e *requestError) encode() []byte { return encodeError(e) }

@@ -58,7 +58,7 @@ func (s *session) login(ctx context.Context) error {
 				}
 			}
 			if s.needsReplicaConfirm() {
-				if err := s.confirmReplica(); err != nil {
+				if err := s.confirmReplica(ctx); err != nil {
 					return err
 				}
 			}
@@ -122,11 +122,20 @@ func (s *session) authenticate(ctx context.Context, msg []byte) error {
 // serverRejected is the error for a login the server ended with its own
 // ErrorResponse, which the client already has.
 func serverRejected(msg []byte) error {
-	var e pgproto3.ErrorResponse
-	if err := e.Decode(msg[5:]); err == nil {
-		return fmt.Errorf("%w: %s %s", errServerRejected, e.Code, e.Message)
+	if t := serverErrorText(msg); t != "" {
+		return fmt.Errorf("%w: %s", errServerRejected, t)
 	}
 	return errServerRejected
+}
+
+// serverErrorText is "SQLSTATE message" of a server's ErrorResponse, for
+// the log; "" if it does not decode.
+func serverErrorText(msg []byte) string {
+	var e pgproto3.ErrorResponse
+	if len(msg) < 5 || e.Decode(msg[5:]) != nil {
+		return ""
+	}
+	return e.Code + " " + e.Message
 }
 
 // backendKeyData encodes a BackendKeyData message for k.

@@ -186,27 +186,20 @@ func (p *pooled) detachLocked() {
 	p.s.mu.Unlock()
 }
 
-// bind registers the session as bound to sv's member for its whole life
-// (session mode, or pinned), so a role change ends it like a relay
-// session.
-func (p *pooled) bind(sv *pool.Server) {
+// bind registers the session as bound to its server's member for its
+// whole life (session mode, or pinned), so a role change ends it like a
+// relay session.
+func (p *pooled) bind() {
 	if p.s.unregister != nil {
 		return
 	}
-	m := memberOf(sv, p.member)
-	b := router.Binding{Listener: p.s.ln.name, Backend: m.Name, Role: m.Role}
+	b := router.Binding{Listener: p.s.ln.name, Backend: p.member.Name, Role: p.member.Role}
 	p.s.unregister = p.s.srv.registry.Add(SessionInfo{ID: p.s.id, Client: p.s.client.RemoteAddr().String(), Binding: b}, p.s.cancel)
 }
 
 // pin records that the client keeps its server until it leaves.
 func (p *pooled) pin(why string) {
-	p.mu.Lock()
-	sv := p.sv
-	p.mu.Unlock()
-	if sv == nil {
-		return
-	}
 	p.s.srv.log.Debug("client pinned to its server connection", "session", p.s.id, "listener", p.s.ln.name,
-		"backend", sv.Member, "because", why)
-	p.bind(sv)
+		"backend", p.member.Name, "because", why)
+	p.bind()
 }

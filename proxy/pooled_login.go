@@ -67,8 +67,8 @@ func (p *pooled) login(ctx, loginCtx context.Context) error {
 		return onClient(err)
 	}
 	if !p.m.Release() {
-		s.backend = memberOf(sv, p.member)
-		p.bind(sv)
+		s.backend = p.member
+		p.bind()
 		p.startReader(ctx, sv)
 		return nil
 	}

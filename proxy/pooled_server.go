@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgproto3"
-
 	"github.com/switchyard-proxy/switchyard/internal/wire"
 	"github.com/switchyard-proxy/switchyard/pool"
 )
@@ -188,9 +186,5 @@ func (p *pooled) endCause(sv *pool.Server, cause error) error {
 
 // serverEnded describes a server's FATAL ErrorResponse, for the log.
 func serverEnded(msg []byte) error {
-	var e pgproto3.ErrorResponse
-	if len(msg) > 5 && e.Decode(msg[5:]) == nil {
-		return fmt.Errorf("the server ended the connection: %s %s", e.Code, e.Message)
-	}
-	return errors.New("the server ended the connection")
+	return fmt.Errorf("the server ended the connection: %s", serverErrorText(msg))
 }

@@ -60,10 +60,7 @@ func (s *Server) opener(l *listener) pool.Opener {
 // node to be out of recovery: the DCS may name a primary a moment before
 // its promotion completes, and no write may reach a node in recovery.
 func (s *Server) confirmOpen(ctx context.Context, c *pool.Conn) error {
-	err := untilOutOfRecovery(ctx, s.confirmWait(), func() (bool, error) {
-		row, _, err := c.QueryRow(ctx, "SELECT pg_catalog.pg_is_in_recovery()")
-		return err == nil && (len(row) != 1 || row[0] == nil || *row[0] != "f"), err
-	})
+	err := untilOutOfRecovery(ctx, s.confirmWait(), func() (bool, error) { return inRecovery(ctx, c) })
 	if errors.Is(err, errStillInRecovery) {
 		return fmt.Errorf("server %s: %w after %s", c.Member, err, s.confirmWait())
 	}

@@ -240,9 +240,7 @@ func (m *Machine) Fail(msg, errMsg []byte) Step { return m.failed(msg[0], errMsg
 
 func (m *Machine) failed(t byte, errMsg []byte) Step {
 	switch t {
-	case 'Q', 'F':
-		return Step{Reply: append(append([]byte(nil), errMsg...), readyForQuery('I')...)}
-	case 'S':
+	case 'Q', 'F', 'S':
 		return Step{Reply: append(append([]byte(nil), errMsg...), readyForQuery('I')...)}
 	}
 	m.skip = true
