@@ -108,8 +108,13 @@ func usablePrimary(t *topology.Snapshot) (topology.Member, bool) {
 	return p, ok && !p.Suspect
 }
 
-// wait waits up to d for a snapshot for which ok holds, and returns the
-// latest snapshot, whether ok holds for it or not.
+// WaitFor waits up to d (or until ctx ends) for a snapshot for which ok
+// holds, and returns the latest snapshot, whether ok holds for it or not.
+func (r *Router) WaitFor(ctx context.Context, d time.Duration, ok func(*topology.Snapshot) bool) *topology.Snapshot {
+	return r.wait(ctx, d, ok)
+}
+
+// wait is WaitFor.
 func (r *Router) wait(ctx context.Context, d time.Duration, ok func(*topology.Snapshot) bool) *topology.Snapshot {
 	timer := time.NewTimer(d)
 	defer timer.Stop()

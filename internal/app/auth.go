@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/switchyard-proxy/switchyard/discovery/topology"
 	"github.com/switchyard-proxy/switchyard/internal/auth"
@@ -38,16 +39,19 @@ func authOptions(cfg *config.Config, rt *router.Router, d *pool.Dialer) (method 
 		if !ok {
 			return 0, nil, fmt.Errorf("auth.user: %q is not in auth.file %s, which must hold its password", u, cfg.Auth.File)
 		}
-		query = authQuery(rt, d, u, auth.ParseSecret(secret), cfg.Auth.Database, cfg.Auth.Query)
+		query = authQuery(rt, d, cfg.Cluster.LeaderWait.Duration, u, auth.ParseSecret(secret), cfg.Auth.Database, cfg.Auth.Query)
 	}
 	return method, auth.NewStore(file, query, authCacheTTL), nil
 }
 
 // authQuery runs query for one user on a connection of its own, logged
-// in as user with secret.
-func authQuery(rt *router.Router, d *pool.Dialer, user string, secret auth.Secret, database, query string) auth.QueryFunc {
+// in as user with secret. With no member to run it on (Switchyard just
+// started, or a failover is under way) it waits up to wait for one, as a
+// primary listener waits for a leader.
+func authQuery(rt *router.Router, d *pool.Dialer, wait time.Duration, user string, secret auth.Secret, database, query string) auth.QueryFunc {
 	return func(ctx context.Context, name string) (string, bool, error) {
-		m, ok := queryMember(rt.Snapshot())
+		t := rt.WaitFor(ctx, wait, func(t *topology.Snapshot) bool { _, ok := queryMember(t); return ok })
+		m, ok := queryMember(t)
 		if !ok {
 			return "", false, errors.New("auth_query: no member is available to run it on")
 		}
