@@ -31,6 +31,9 @@ type Conn struct {
 	// Tag is its user's note of the state it left the connection in (the
 	// pooler's fingerprint of the settings in Params); 0 = unknown.
 	Tag uint64
+	// Statements is its user's note of the prepared statements on the
+	// connection (proxy/pooler's *Statements); nil = none known.
+	Statements any
 }
 
 // NewConn wraps c, dialled to member at addr.

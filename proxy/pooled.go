@@ -116,7 +116,7 @@ func (p *pooled) client(ctx context.Context, msg []byte) (done bool, err error) 
 			return false, p.reply(st.Reply)
 		}
 		p.mu.Lock()
-		setup := p.m.Attach(sv.Params, &sv.Tag)
+		setup := p.m.Attach(sv.Params, &sv.Tag, &sv.Statements)
 		p.attach(sv)
 		st = p.m.Client(msg)
 		p.mu.Unlock()
@@ -136,7 +136,11 @@ func (p *pooled) client(ctx context.Context, msg []byte) (done bool, err error) 
 	if !st.Forward {
 		return false, nil
 	}
-	p.out = append(p.out, msg...)
+	if st.Send != nil {
+		p.out = append(p.out, st.Send...)
+	} else {
+		p.out = append(p.out, msg...)
+	}
 	if !st.Flush && p.s.cr.Buffered() > 0 && len(p.out) < flushAt {
 		return false, nil
 	}

@@ -71,6 +71,9 @@ func (p *pooled) release(ctx context.Context) {
 	clean := p.m != nil && p.m.Clean()
 	busy := p.m != nil && p.m.Busy()
 	pinned := p.m != nil && p.m.Pinned() != ""
+	if p.m != nil {
+		p.m.Close()
+	}
 	p.detachLocked()
 	p.mu.Unlock()
 	if sv == nil {
@@ -91,6 +94,9 @@ func (p *pooled) release(ctx context.Context) {
 		if p.mode == pooler.Session || pinned {
 			how = pool.Reset
 			pooler.Reset(sv.Params, &sv.Tag)
+			if pooler.Deallocates(p.s.ln.popts.ResetQuery) {
+				sv.Statements = nil
+			}
 		}
 	}
 	p.set.Put(sv, how)

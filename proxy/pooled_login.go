@@ -53,8 +53,9 @@ func (p *pooled) login(ctx, loginCtx context.Context) error {
 		want[k] = v
 	}
 	p.m = pooler.New(p.mode, want)
+	p.m.TrackStatements(s.srv.statements, s.ln.popts.MaxPrepared)
 	p.attach(sv)
-	if setup := p.m.Attach(sv.Params, &sv.Tag); setup != nil {
+	if setup := p.m.Attach(sv.Params, &sv.Tag, &sv.Statements); setup != nil {
 		if err := p.runSetup(sv, setup); err != nil {
 			return err
 		}

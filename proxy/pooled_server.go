@@ -75,19 +75,25 @@ func (p *pooled) fromServer(ctx context.Context, sv *pool.Server, msg []byte) (d
 		p.s.srv.log.Warn("re-applying a client's settings on a server failed", "session", p.s.id,
 			"backend", sv.Member, "err", serverRejected(st.SetupFailed))
 	}
-	if st.Forward {
-		cw := &p.s.cw
+	cw := &p.s.cw
+	cw.queue(st.Before)
+	switch {
+	case !st.Forward:
+	case st.Send != nil:
+		cw.queue(st.Send)
+	default:
 		cw.queue(msg)
-		if st.Release || sv.R.Buffered() == 0 || len(cw.buf) >= flushAt {
-			n := len(cw.buf)
-			if err := cw.flush(); err != nil {
-				if st.Release {
-					p.set.Put(sv, pool.Idle)
-				}
-				return true, onClient(err)
+	}
+	cw.queue(st.After)
+	if len(cw.buf) > 0 && (st.Release || sv.R.Buffered() == 0 || len(cw.buf) >= flushAt) {
+		n := len(cw.buf)
+		if err := cw.flush(); err != nil {
+			if st.Release {
+				p.set.Put(sv, pool.Idle)
 			}
-			p.s.countOut(n)
+			return true, onClient(err)
 		}
+		p.s.countOut(n)
 	}
 	if st.Release {
 		p.set.Put(sv, pool.Idle)

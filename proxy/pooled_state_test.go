@@ -121,6 +121,7 @@ type pinCase struct {
 	// while A is connected, and anything but pinned for other clients.
 	state, pinned string
 	why           string // in the "client pinned" log line
+	pool          string // more [pool] lines
 }
 
 var pinCases = []pinCase{
@@ -148,7 +149,8 @@ var pinCases = []pinCase{
 		state: "SELECT count(*)::text FROM pg_cursors WHERE name = 'pin_cur'", pinned: "1", why: "WITH HOLD"},
 	// A non-superuser may not load auto_explain; LOAD pins whatever the outcome.
 	{name: "LOAD", sql: "LOAD 'auto_explain'", allowErr: true, why: "LOAD"},
-	{name: "named Parse", run: func(t *testing.T, ctx context.Context, c *pgconn.PgConn) {
+	// With max_prepared_statements = 0, statements are not tracked.
+	{name: "named Parse untracked", pool: "max_prepared_statements = 0", run: func(t *testing.T, ctx context.Context, c *pgconn.PgConn) {
 		if _, err := c.Prepare(ctx, "pin_named", "SELECT 1", nil); err != nil {
 			t.Fatalf("Prepare: %v", err)
 		}
@@ -181,7 +183,7 @@ func TestPooledPins(t *testing.T) {
 	for _, tc := range pinCases {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := testCtx(t)
-			px := poolSetup{pool: "default_pool_size = 2\nquery_wait_timeout = \"700ms\""}.start(t)
+			px := poolSetup{pool: "default_pool_size = 2\nquery_wait_timeout = \"700ms\"\n" + tc.pool}.start(t)
 			dsn := px.dsn("tx", testbed.UserSCRAM)
 
 			a := connect(t, ctx, dsn)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/switchyard-proxy/switchyard/discovery/topology"
 	"github.com/switchyard-proxy/switchyard/pool"
+	"github.com/switchyard-proxy/switchyard/proxy/pooler"
 	"github.com/switchyard-proxy/switchyard/router"
 )
 
@@ -62,6 +63,9 @@ type PoolOptions struct {
 	pool.Options
 	ClientIdleTimeout      time.Duration // a client with no server attached, silent this long, is closed (57P05)
 	IdleTransactionTimeout time.Duration // a client idle inside a transaction this long is closed (25P03)
+	// MaxPrepared bounds the prepared statements kept on each server in
+	// transaction mode (max_prepared_statements); 0 turns tracking off.
+	MaxPrepared int
 }
 
 // Options configure a Server. Router, Registry and Dialer are required.
@@ -102,7 +106,10 @@ type Server struct {
 	tlsConfig *tls.Config
 	registry  *Registry
 	cancels   cancelMap
-	listeners []*listener
+	// statements are the prepared statements transaction-mode clients
+	// share, proxy-wide.
+	statements *pooler.Registry
+	listeners  []*listener
 
 	starting  atomic.Int64 // connections without a StartupMessage yet
 	active    atomic.Int64 // clients counted against MaxClients
@@ -146,7 +153,8 @@ func New(opts Options) *Server {
 	if opts.Registry == nil {
 		opts.Registry = NewRegistry()
 	}
-	s := &Server{opts: opts, log: opts.Logger, tlsConfig: opts.TLSConfig, registry: opts.Registry}
+	s := &Server{opts: opts, log: opts.Logger, tlsConfig: opts.TLSConfig, registry: opts.Registry,
+		statements: pooler.NewRegistry()}
 	s.hard, s.hardCancel = context.WithCancelCause(context.Background())
 	return s
 }

@@ -110,6 +110,7 @@ func poolOptions(p config.Pool) proxy.PoolOptions {
 		},
 		ClientIdleTimeout:      p.ClientIdleTimeout.Duration,
 		IdleTransactionTimeout: p.IdleTransactionTimeout.Duration,
+		MaxPrepared:            *p.MaxPreparedStatements,
 	}
 }
 

@@ -144,10 +144,12 @@ type = "ldap"
 [pool]
 min_pool_size = 30
 query_wait_timeout = "-1s"
+max_prepared_statements = -1
 `, []string{
 			`broken.toml:12: listener[0].pool.default_pool_size: must be 1 or more, got 0`,
 			`broken.toml:13: listener[0].pool.server_lifetime: "forever" is not a duration`,
 			`broken.toml:18: listener[1].pool: has no meaning on a listener with pool_mode "none"`,
+			`broken.toml:25: pool.max_prepared_statements: must be 0 or more, got -1`,
 			`broken.toml:23: pool.min_pool_size: 30 is more than default_pool_size (20)`,
 			`broken.toml:24: pool.query_wait_timeout: must be 0 (off) or positive, got "-1s"`,
 			`broken.toml:21: auth.type: "ldap" is not one of scram-sha-256, md5, plain, trust`,

@@ -35,6 +35,11 @@ type Pool struct {
 	ServerResetQuery       *string   `toml:"server_reset_query"`
 	ServerCheckQuery       *string   `toml:"server_check_query"`
 	ServerCheckDelay       *Duration `toml:"server_check_delay"`
+	// MaxPreparedStatements bounds the protocol-level prepared statements
+	// Switchyard keeps on each server connection in transaction mode; 0
+	// turns their tracking off (a client that names a statement is then
+	// pinned to its server).
+	MaxPreparedStatements *int `toml:"max_prepared_statements"`
 }
 
 // Pool modes of a listener.
@@ -66,6 +71,7 @@ const (
 	DefaultServerCheckDelay   = 30 * time.Second
 	DefaultServerResetQuery   = "DISCARD ALL"
 	DefaultServerCheckQuery   = "SELECT 1"
+	DefaultMaxPrepared        = 200 // pgbouncer 1.24's default
 )
 
 // Pooled reports whether the listener pools server connections.
@@ -91,6 +97,7 @@ func (c *Config) PoolFor(i int) Pool {
 		over(&p.ServerResetQuery, o.ServerResetQuery)
 		over(&p.ServerCheckQuery, o.ServerCheckQuery)
 		over(&p.ServerCheckDelay, o.ServerCheckDelay)
+		over(&p.MaxPreparedStatements, o.MaxPreparedStatements)
 	}
 	return p
 }
@@ -117,6 +124,7 @@ func (p *Pool) setDefaults() {
 	defPtr(&p.ServerResetQuery, DefaultServerResetQuery)
 	defPtr(&p.ServerCheckQuery, DefaultServerCheckQuery)
 	defPtr(&p.ServerCheckDelay, D(DefaultServerCheckDelay))
+	defPtr(&p.MaxPreparedStatements, DefaultMaxPrepared)
 }
 
 func defPtr[T any](p **T, v T) {
@@ -174,6 +182,7 @@ func (c *Config) validatePool(v *validator, sect string, p *Pool) {
 	pos("reserve_pool_size", p.ReservePoolSize, 0)
 	pos("max_db_connections", p.MaxDBConnections, 0)
 	pos("max_user_connections", p.MaxUserConnections, 0)
+	pos("max_prepared_statements", p.MaxPreparedStatements, 0)
 	if p.MinPoolSize != nil && p.DefaultPoolSize != nil && *p.MinPoolSize > *p.DefaultPoolSize {
 		v.errorf(sect+".min_pool_size", "%d is more than default_pool_size (%d)", *p.MinPoolSize, *p.DefaultPoolSize)
 	}

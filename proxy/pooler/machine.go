@@ -27,6 +27,10 @@ type Step struct {
 	// Forward the message to the server; Flush means the client now
 	// waits for an answer, so what is buffered for the server must go.
 	Forward, Flush bool
+	// Send, when set, goes to the server instead of the message: the
+	// message rewritten, after requests of Switchyard's own. It is valid
+	// until the next call.
+	Send []byte
 	// Reply is sent to the client instead (nothing is forwarded).
 	Reply []byte
 	// Terminate: the client said goodbye.
@@ -39,6 +43,12 @@ type Step struct {
 // ServerStep is what to do with a message from the server.
 type ServerStep struct {
 	Forward bool // send it to the client
+	// Send, when set, goes to the client instead of the message.
+	Send []byte
+	// Before and After go to the client before and after the message,
+	// whether or not it is forwarded: answers of Switchyard's own whose
+	// turn came. Send, Before and After are valid until the next call.
+	Before, After []byte
 	// Release: the transaction is over; after forwarding (and flushing)
 	// the message, the server goes back to the pool, clean.
 	Release bool
@@ -70,6 +80,8 @@ type Machine struct {
 
 	searchPath bool // the server reports search_path
 
+	ps *prepared // protocol-level prepared statements; nil: not tracked
+
 	fp  uint64  // fingerprint of want; 0 = not computed
 	tag *uint64 // the attached server's tag
 }
@@ -81,6 +93,32 @@ func New(mode Mode, want map[string]string) *Machine {
 		want = map[string]string{}
 	}
 	return &Machine{mode: mode, want: want, status: 'I'}
+}
+
+// TrackStatements makes a transaction-mode client's prepared statements
+// follow it from server to server, shared through reg, each server
+// keeping at most max (max_prepared_statements; 0: not tracked, and a
+// named statement pins the client).
+func (m *Machine) TrackStatements(reg *Registry, max int) {
+	if m.mode == Transaction && max > 0 && reg != nil {
+		m.ps = newPrepared(reg, max)
+	}
+}
+
+// Close lets go of the client's prepared statements; call it when the
+// client has left.
+func (m *Machine) Close() {
+	if m.ps != nil {
+		m.ps.close()
+	}
+}
+
+// Statements is the number of prepared statements the client holds.
+func (m *Machine) Statements() int {
+	if m.ps == nil {
+		return 0
+	}
+	return len(m.ps.names)
 }
 
 // Settings are the client's settings as it was last told them.
@@ -98,7 +136,7 @@ func (m *Machine) Busy() bool { return m.pending > 0 || m.hidden > 0 }
 // Clean reports whether the attached server may serve another client as
 // it is: no request outstanding and no transaction open.
 func (m *Machine) Clean() bool {
-	return m.pending == 0 && m.hidden == 0 && !m.batch && m.status == 'I'
+	return m.pending == 0 && m.hidden == 0 && !m.batch && m.status == 'I' && (m.ps == nil || m.ps.q.len() == 0)
 }
 
 // InTransaction reports whether the client holds a server inside a
@@ -111,10 +149,20 @@ func (m *Machine) InTransaction() bool { return m.attached && !m.Busy() && !m.Cl
 // tag is the fingerprint of the settings the server's last client left
 // it with (0: unknown); when it is this client's, there is nothing to
 // compare or set. Release leaves the client's fingerprint in it.
-func (m *Machine) Attach(server map[string]string, tag *uint64) []byte {
+// statements holds what the server has prepared (a *Statements, which
+// Attach creates when it is nil and statements are tracked).
+func (m *Machine) Attach(server map[string]string, tag *uint64, statements *any) []byte {
 	m.attached = true
 	m.status = 'I'
 	m.tag = tag
+	if m.ps != nil {
+		sv, _ := (*statements).(*Statements)
+		if sv == nil {
+			sv = newStatements(m.ps.max)
+			*statements = sv
+		}
+		m.ps.attach(sv)
+	}
 	if *tag != 0 && *tag == m.fingerprint() {
 		return nil
 	}
@@ -152,6 +200,9 @@ func (m *Machine) fingerprint() uint64 {
 // detach leaves the server, noting in its tag the settings it now has.
 func (m *Machine) detach() {
 	m.attached = false
+	if m.ps != nil {
+		m.ps.detach()
+	}
 	if m.tag != nil {
 		*m.tag = m.fingerprint()
 		m.tag = nil
@@ -176,22 +227,31 @@ func (m *Machine) Client(msg []byte) Step {
 		return Step{Terminate: true}
 	}
 	if !m.attached {
-		if st, done := m.detached(t); done {
+		if st, done := m.detached(msg); done {
 			return st
 		}
 		return Step{Need: true}
 	}
 	var st Step
+	switch t {
+	case 'Q':
+		st.Pinned = m.pin(queryText(msg))
+	case 'P':
+		st.Pinned = m.pin(parseText(msg, m.ps != nil))
+	}
+	if m.ps != nil {
+		var drop bool
+		if st.Send, drop = m.ps.client(msg, m.fingerprint()); drop {
+			m.batch = true // answered in turn, or skipped as the server skips it
+			return st
+		}
+	}
 	st.Forward = true
 	switch t {
 	case 'Q':
 		m.pending++
 		st.Flush = true
-		st.Pinned = m.pin(queryText(msg))
-	case 'P':
-		m.batch = true
-		st.Pinned = m.pin(parseText(msg))
-	case 'B', 'D', 'E', 'C':
+	case 'P', 'B', 'D', 'E', 'C':
 		m.batch = true
 	case 'S':
 		m.batch = false
@@ -208,7 +268,8 @@ func (m *Machine) Client(msg []byte) Step {
 
 // detached answers what needs no server; done is false when one is
 // needed.
-func (m *Machine) detached(t byte) (Step, bool) {
+func (m *Machine) detached(msg []byte) (Step, bool) {
+	t := msg[0]
 	switch {
 	case m.skip:
 		if t == 'S' {
@@ -228,6 +289,10 @@ func (m *Machine) detached(t byte) (Step, bool) {
 		// Nothing is buffered anywhere; COPY messages outside COPY are
 		// ignored, as PostgreSQL ignores them.
 		return Step{}, true
+	case t == 'C' && m.ps != nil:
+		// No transaction is open, so no portal; a statement is the
+		// client's to forget.
+		return Step{Reply: m.ps.closeDetached(msg)}, true
 	}
 	return Step{}, false
 }
@@ -274,16 +339,23 @@ func (m *Machine) Server(msg []byte, server map[string]string) ServerStep {
 	if t == 'E' && m.mode == Transaction && m.pinned == "" && fatal(msg) {
 		return ServerStep{Fatal: true}
 	}
+	st := ServerStep{Forward: true}
+	if m.ps != nil {
+		st.Before, st.Forward, st.Send, st.After = m.ps.server(msg)
+		if !st.Forward { // the answer to a request of Switchyard's own
+			return st
+		}
+	}
 	if t != 'Z' || len(msg) < 6 {
-		return ServerStep{Forward: true}
+		return st
 	}
 	m.pending = max(m.pending-1, 0)
 	m.status = msg[5]
 	if m.mode == Transaction && m.pinned == "" && m.Clean() {
 		m.detach()
-		return ServerStep{Forward: true, Release: true}
+		st.Release = true
 	}
-	return ServerStep{Forward: true}
+	return st
 }
 
 // Lost records that the attached server is gone (it died, or its member
@@ -315,6 +387,9 @@ func (m *Machine) Lost(errMsg []byte) (reply []byte, end bool) {
 	}
 	m.attached, m.pending, m.batch, m.hidden, m.hiddenE, m.status = false, 0, false, 0, nil, 'I'
 	m.tag = nil // the server is gone
+	if m.ps != nil {
+		m.ps.detach()
+	}
 	return reply, false
 }
 

@@ -41,7 +41,7 @@ func attach(t *testing.T, m *Machine, first []byte, server map[string]string) St
 		t.Fatalf("first message of a transaction: %+v, want Need", st)
 	}
 	var tag uint64
-	if setup := m.Attach(server, &tag); setup != nil {
+	if setup := m.Attach(server, &tag, new(any)); setup != nil {
 		t.Fatalf("unexpected setup %q", setup)
 	}
 	return m.Client(first)
@@ -168,7 +168,7 @@ func TestLost(t *testing.T) {
 
 	s := New(Session, nil)
 	var tag uint64
-	s.Attach(defaults(), &tag)
+	s.Attach(defaults(), &tag, new(any))
 	if _, end := s.Lost(e); !end {
 		t.Fatal("session mode: a lost server ends the client")
 	}
@@ -189,7 +189,7 @@ func TestSettingsFollow(t *testing.T) {
 	sv["work_mem"] = "64MB" // set for a previous client (an extra)
 	m.Client(query("SELECT 1"))
 	var tag uint64
-	setup := m.Attach(sv, &tag)
+	setup := m.Attach(sv, &tag, new(any))
 	got := string(setup)
 	for _, part := range []string{"set_config('TimeZone','Asia/Tokyo',false)", "set_config('extra_float_digits','3',false)", `RESET "work_mem"`} {
 		if !bytes.Contains(setup, []byte(part)) {

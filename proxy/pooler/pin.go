@@ -260,3 +260,76 @@ func (s *scanner) restHasFunc(names ...string) bool {
 	}
 	return false
 }
+
+// deallocateName reads a Query that is one SQL statement "DEALLOCATE
+// [PREPARE] name" and returns the name as PostgreSQL would resolve it
+// (lower-cased unless quoted); DEALLOCATE ALL is not one.
+func deallocateName(sql string) (string, bool) {
+	sc := scanner{src: sql}
+	if sc.word() != "deallocate" {
+		return "", false
+	}
+	sc.blank()
+	start := sc.i
+	w := sc.word()
+	if w == "prepare" {
+		sc.blank()
+		start = sc.i
+		w = sc.word()
+	}
+	raw := sql[start:sc.i]
+	if w == "" || w == "?" || raw == "" || strings.EqualFold(raw, "all") {
+		return "", false
+	}
+	if sc.word() != "" {
+		return "", false
+	}
+	sc.nextStatement()
+	if sc.word(); !sc.done() {
+		return "", false // more statements follow
+	}
+	if raw[0] == '"' {
+		if len(raw) < 2 || raw[len(raw)-1] != '"' {
+			return "", false
+		}
+		return strings.ReplaceAll(raw[1:len(raw)-1], `""`, `"`), true
+	}
+	return strings.ToLower(raw), true
+}
+
+// Deallocates reports whether sql (a server_reset_query) removes every
+// prepared statement: DISCARD ALL or DEALLOCATE ALL is among its
+// statements.
+func Deallocates(sql string) bool {
+	sc := scanner{src: sql}
+	for !sc.done() {
+		switch sc.word() {
+		case "discard":
+			if sc.word() == "all" {
+				return true
+			}
+		case "deallocate":
+			w := sc.word()
+			if w == "prepare" {
+				w = sc.word()
+			}
+			if w == "all" {
+				return true
+			}
+		}
+		sc.nextStatement()
+	}
+	return false
+}
+
+// mentionsDeallocation is a quick test that sql may hold DISCARD or
+// DEALLOCATE, before Deallocates reads it properly.
+func mentionsDeallocation(sql string) bool {
+	for i := 0; i+7 <= len(sql); i++ {
+		if c := sql[i] | 0x20; c == 'd' && (strings.EqualFold(sql[i:i+7], "discard") ||
+			i+10 <= len(sql) && strings.EqualFold(sql[i:i+10], "deallocate")) {
+			return true
+		}
+	}
+	return false
+}
