@@ -125,12 +125,12 @@ type pinCase struct {
 }
 
 var pinCases = []pinCase{
-	{name: "SET statement_timeout", sql: "SET statement_timeout = '12345ms'", state: "SHOW statement_timeout", pinned: "12345ms", why: "statement_timeout"},
-	{name: "SET work_mem", sql: "SET work_mem = '7777kB'", state: "SHOW work_mem", pinned: "7777kB", why: "work_mem"},
-	{name: "SET SESSION work_mem", sql: "SET SESSION work_mem = '7778kB'", state: "SHOW work_mem", pinned: "7778kB", why: "work_mem"},
-	{name: "SET after SELECT in one query", sql: "SELECT 1; /* c */ SET work_mem = '7779kB'", state: "SHOW work_mem", pinned: "7779kB", why: "work_mem"},
+	// A SET of its own outside a transaction block follows the client
+	// (TestPooledTrackedSettingsFollow); inside one, or of a list, it pins.
+	{name: "SET in a transaction block", sql: "BEGIN; SET statement_timeout = '12345ms'; COMMIT", state: "SHOW statement_timeout", pinned: "12345ms", why: "statement_timeout"},
+	{name: "SET SESSION in a transaction block", sql: "BEGIN; SET SESSION work_mem = '7778kB'; COMMIT", state: "SHOW work_mem", pinned: "7778kB", why: "work_mem"},
 	{name: "SET search_path", sql: "SET search_path = pin_schema, public", state: "SHOW search_path", pinned: "pin_schema, public", why: "search_path"},
-	{name: "RESET ALL", sql: "RESET ALL", why: "RESET ALL"},
+	{name: "SET of a dotted custom setting", sql: "SET myapp.tenant = '42'", state: "SELECT current_setting('myapp.tenant', true)", pinned: "42", why: "SET myapp"},
 	{name: "SET ROLE", sql: "SET ROLE sy_pinrole", state: "SELECT current_user::text", pinned: "sy_pinrole", why: "SET role"},
 	{name: "SET SESSION AUTHORIZATION", sql: "SET SESSION AUTHORIZATION " + testbed.UserSCRAM, why: "AUTHORIZATION"},
 	{name: "LISTEN", sql: "LISTEN pin_chan", state: "SELECT coalesce(string_agg(c, ','), 'none') FROM pg_listening_channels() c", pinned: "pin_chan", why: "LISTEN"},
@@ -320,16 +320,25 @@ func TestPooledDoesNotPin(t *testing.T) {
 // client sees it.
 func TestPooledTrackedSettingsFollow(t *testing.T) {
 	needPG(t)
-	for _, tc := range []struct{ name, value, set string }{
-		{"application_name", "a1", "SET application_name = 'a1'"},
-		{"TimeZone", "Asia/Tokyo", "SET TimeZone = 'Asia/Tokyo'"},
-		{"TimeZone", "Europe/Paris", "SET TIME ZONE 'Europe/Paris'"},
-		{"DateStyle", "SQL, DMY", "SET DateStyle = 'SQL, DMY'"},
-		{"IntervalStyle", "iso_8601", "SET IntervalStyle = 'iso_8601'"},
-		{"client_encoding", "LATIN1", "SET client_encoding = 'LATIN1'"},
-		{"client_encoding", "LATIN2", "SET NAMES 'LATIN2'"},
-		{"standard_conforming_strings", "off", "SET standard_conforming_strings = off"},
-		{"default_transaction_read_only", "on", "SET default_transaction_read_only = on"},
+	for _, tc := range []struct {
+		name, value, set string
+		unreported       bool // PostgreSQL does not report it: Switchyard follows the SET itself
+		extended         bool // the SET is sent with the extended protocol (pgjdbc does)
+	}{
+		{"application_name", "a1", "SET application_name = 'a1'", false, false},
+		{"TimeZone", "Asia/Tokyo", "SET TimeZone = 'Asia/Tokyo'", false, false},
+		{"TimeZone", "Europe/Paris", "SET TIME ZONE 'Europe/Paris'", false, false},
+		{"DateStyle", "SQL, DMY", "SET DateStyle = 'SQL, DMY'", false, false},
+		{"IntervalStyle", "iso_8601", "SET IntervalStyle = 'iso_8601'", false, false},
+		{"client_encoding", "LATIN1", "SET client_encoding = 'LATIN1'", false, false},
+		{"client_encoding", "LATIN2", "SET NAMES 'LATIN2'", false, false},
+		{"standard_conforming_strings", "off", "SET standard_conforming_strings = off", false, false},
+		{"default_transaction_read_only", "on", "SET default_transaction_read_only = on", false, false},
+		{"statement_timeout", "12345ms", "SET statement_timeout = '12345ms'", true, false},
+		{"work_mem", "7778kB", "SET SESSION work_mem TO '7778kB'", true, false},
+		{"work_mem", "7779kB", "SELECT 1; /* c */ SET work_mem = '7779kB'", true, false},
+		{"extra_float_digits", "3", "SET extra_float_digits = 3", true, true},
+		{"lock_timeout", "4s", "SET lock_timeout = '4s'", true, true},
 	} {
 		t.Run(tc.set, func(t *testing.T) {
 			ctx := testCtx(t)
@@ -337,12 +346,23 @@ func TestPooledTrackedSettingsFollow(t *testing.T) {
 			dsn := px.dsn("tx", testbed.UserSCRAM)
 			a := connect(t, ctx, dsn)
 			early := connect(t, ctx, dsn) // logged in before A's SET
-			res, err := a.Exec(ctx, tc.set+"; SELECT pg_backend_pid()::text").ReadAll()
-			if err != nil {
-				t.Fatal(err)
+			var pid1 string
+			if tc.extended {
+				if _, err := a.ExecParams(ctx, tc.set, nil, nil, nil, nil).Close(); err != nil {
+					t.Fatal(err)
+				}
+				pid1 = backendPID(t, ctx, a) // where the SET ran, unless A moved since
+			} else {
+				res, err := a.Exec(ctx, tc.set+"; SELECT pg_backend_pid()::text").ReadAll()
+				if err != nil {
+					t.Fatal(err)
+				}
+				pid1 = string(res[len(res)-1].Rows[0][0])
 			}
-			pid1 := string(res[1].Rows[0][0])
-			if got := a.ParameterStatus(tc.name); got != tc.value {
+			if lines := px.Log.Matching("client pinned"); len(lines) != 0 {
+				t.Errorf("pinned: %s", strings.Join(lines, "\n"))
+			}
+			if got := a.ParameterStatus(tc.name); !tc.unreported && got != tc.value {
 				t.Errorf("A's ParameterStatus %s = %q, want %q", tc.name, got, tc.value)
 			}
 			show := "SELECT current_setting('" + tc.name + "'), pg_backend_pid()::text"
@@ -388,6 +408,66 @@ func TestPooledTrackedSettingsFollow(t *testing.T) {
 			commitAll(t, ctx, hs)
 		})
 	}
+}
+
+// RESET of a setting, RESET ALL (asyncpg's pool sends it with
+// pg_advisory_unlock_all, CLOSE ALL and UNLISTEN at every release) and
+// DISCARD ALL, each in a request of its own, follow the client without
+// pinning it: its settings go back to what it asked for at login, on
+// whichever server runs its next transaction.
+func TestPooledResetFollows(t *testing.T) {
+	needPG(t)
+	ctx := testCtx(t)
+	px := poolSetup{pool: "default_pool_size = 2\nquery_wait_timeout = \"5s\""}.start(t)
+	dsn := px.dsn("tx", testbed.UserSCRAM)
+	a := connect(t, ctx, dsn+" options='-c statement_timeout=4321' application_name=startup_app")
+	const show = "SELECT current_setting('statement_timeout') || ' ' || current_setting('application_name') || ' ' || current_setting('work_mem'), pg_backend_pid()::text"
+	const atLogin = "4321ms startup_app 4MB"
+	everywhere := func(want string) {
+		t.Helper()
+		seen := map[string]bool{}
+		for _, on := range []bool{false, true} {
+			keep := steer(t, ctx, dsn, backendPID(t, ctx, a), on)
+			row := mustQuery(t, ctx, a, show)
+			seen[row[1]] = true
+			if row[0] != want {
+				t.Errorf("A on backend %s: %q, want %q", row[1], row[0], want)
+			}
+			keep.commit(t, ctx)
+		}
+		if len(seen) != 2 {
+			t.Errorf("A ran on %v only; want both servers", seen)
+		}
+	}
+	everywhere(atLogin)
+	for _, tc := range []struct{ set, reset, changed string }{
+		{"SET statement_timeout = '9s'; SET application_name = 'changed'; SET work_mem = '3MB'",
+			"SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;", "9s changed 3MB"},
+		{"SET statement_timeout = '8s'", "RESET statement_timeout", "8s startup_app 4MB"},
+		{"SET work_mem = '5MB'", "RESET work_mem", "4321ms startup_app 5MB"},
+		{"SET work_mem = '6MB'; SET application_name = 'again'", "DISCARD ALL", "4321ms again 6MB"},
+	} {
+		mustExec(t, ctx, a, tc.set)
+		everywhere(tc.changed)
+		mustExec(t, ctx, a, tc.reset)
+		if got := a.ParameterStatus("application_name"); got != "startup_app" {
+			t.Errorf("after %s, A's ParameterStatus application_name = %q, want startup_app", tc.reset, got)
+		}
+		everywhere(atLogin)
+	}
+	if lines := px.Log.Matching("client pinned"); len(lines) != 0 {
+		t.Errorf("pinned: %s", strings.Join(lines, "\n"))
+	}
+	// Nobody else ever sees A's settings.
+	hs := holdServers(t, ctx, dsn, 2)
+	for _, h := range hs {
+		if got := mustQuery(t, ctx, h.c, show)[0]; got != "0 "+"" {
+			if strings.Contains(got, "4321") || strings.Contains(got, "startup_app") {
+				t.Errorf("another client on backend %s sees %q", h.pid, got)
+			}
+		}
+	}
+	commitAll(t, ctx, hs)
 }
 
 // Startup parameters (options=-c ..., extra_float_digits, search_path,

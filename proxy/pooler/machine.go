@@ -65,8 +65,10 @@ type ServerStep struct {
 // Machine is one pooled client's protocol state. It is not safe for
 // concurrent use; the caller serialises its calls.
 type Machine struct {
-	mode Mode
-	want map[string]string // the client's settings
+	mode    Mode
+	want    map[string]string // the client's settings
+	startup map[string]string // ... as they were at login, what RESET ALL returns to
+	server  map[string]string // the attached server's settings
 
 	attached bool
 	pinned   string
@@ -82,6 +84,11 @@ type Machine struct {
 
 	ps *prepared // protocol-level prepared statements; nil: not tracked
 
+	changes       []change // setting changes of the request under way (settings.go)
+	changesFailed bool     // ... which met an error
+	resync        bool     // the server's settings are not the client's: set them before its next request
+	scratch       []byte
+
 	fp  uint64  // fingerprint of want; 0 = not computed
 	tag *uint64 // the attached server's tag
 }
@@ -92,7 +99,11 @@ func New(mode Mode, want map[string]string) *Machine {
 	if want == nil {
 		want = map[string]string{}
 	}
-	return &Machine{mode: mode, want: want, status: 'I'}
+	startup := make(map[string]string, len(want))
+	for k, v := range want {
+		startup[k] = v
+	}
+	return &Machine{mode: mode, want: want, startup: startup, status: 'I'}
 }
 
 // TrackStatements makes a transaction-mode client's prepared statements
@@ -155,6 +166,8 @@ func (m *Machine) Attach(server map[string]string, tag *uint64, statements *any)
 	m.attached = true
 	m.status = 'I'
 	m.tag = tag
+	m.server = server
+	m.resync = false
 	if m.ps != nil {
 		sv, _ := (*statements).(*Statements)
 		if sv == nil {
@@ -205,6 +218,9 @@ func (m *Machine) detach() {
 	}
 	if m.tag != nil {
 		*m.tag = m.fingerprint()
+		if m.resync { // the server has settings of its own
+			*m.tag = 0
+		}
 		m.tag = nil
 	}
 }
@@ -233,17 +249,36 @@ func (m *Machine) Client(msg []byte) Step {
 		return Step{Need: true}
 	}
 	var st Step
+	resync := m.resync && m.Clean()
 	switch t {
 	case 'Q':
-		st.Pinned = m.pin(queryText(msg))
+		st.Pinned = m.pin(queryText(msg), true)
 	case 'P':
-		st.Pinned = m.pin(parseText(msg, m.ps != nil))
+		st.Pinned = m.pin(parseText(msg, m.ps != nil), len(msg) > 5 && msg[5] == 0)
 	}
 	if m.ps != nil {
 		var drop bool
 		if st.Send, drop = m.ps.client(msg, m.fingerprint()); drop {
 			m.batch = true // answered in turn, or skipped as the server skips it
+			if t == 'Q' {
+				m.changes = nil // skipped
+			}
 			return st
+		}
+	}
+	if resync {
+		// A RESET left the server with settings that are not the
+		// client's: set them first.
+		m.resync = false
+		if sql := setup(m.want, m.server); sql != "" {
+			m.hidden++
+			m.scratch = appendQuery(m.scratch[:0], sql)
+			if st.Send != nil {
+				m.scratch = append(m.scratch, st.Send...)
+			} else {
+				m.scratch = append(m.scratch, msg...)
+			}
+			st.Send = m.scratch
 		}
 	}
 	st.Forward = true
@@ -339,6 +374,9 @@ func (m *Machine) Server(msg []byte, server map[string]string) ServerStep {
 	if t == 'E' && m.mode == Transaction && m.pinned == "" && fatal(msg) {
 		return ServerStep{Fatal: true}
 	}
+	if t == 'E' && m.changes != nil {
+		m.changesFailed = true
+	}
 	st := ServerStep{Forward: true}
 	if m.ps != nil {
 		st.Before, st.Forward, st.Send, st.After = m.ps.server(msg)
@@ -351,6 +389,9 @@ func (m *Machine) Server(msg []byte, server map[string]string) ServerStep {
 	}
 	m.pending = max(m.pending-1, 0)
 	m.status = msg[5]
+	if m.changes != nil {
+		st.Before = append(st.Before, m.settled(server)...)
+	}
 	if m.mode == Transaction && m.pinned == "" && m.Clean() {
 		m.detach()
 		st.Release = true
@@ -393,14 +434,43 @@ func (m *Machine) Lost(errMsg []byte) (reply []byte, end bool) {
 	return reply, false
 }
 
-// pin pins the client when sql leaves state behind on the server.
-func (m *Machine) pin(sql string) string {
+// pin pins the client when sql leaves state behind on the server, unless
+// it only changes settings, in a request of its own (standalone: a Query
+// or an unnamed Parse) outside a transaction block: those follow.
+func (m *Machine) pin(sql string, standalone bool) string {
 	if m.mode != Transaction || m.pinned != "" {
 		return ""
 	}
-	if why := sessionState(sql, m.searchPath); why != "" {
-		m.pinned = why
-		return why
+	why := sessionState(sql, m.searchPath)
+	if why == "" {
+		return ""
 	}
-	return ""
+	if standalone && m.status == 'I' && m.pending == 0 && m.changes == nil {
+		if c, ok := followable(sql, m.searchPath); ok {
+			m.changes = c
+			return ""
+		}
+	}
+	m.pinned = why
+	return why
+}
+
+// settled applies the setting changes of the request that just ended
+// (ReadyForQuery) and returns ParameterStatus the client is owed. A
+// change that met an error did not happen, except a RESET ALL among
+// several statements, which may have: then what the server has is not
+// known, and the client's settings are set afresh before its next
+// request.
+func (m *Machine) settled(server map[string]string) []byte {
+	c, failed := m.changes, m.changesFailed
+	m.changes, m.changesFailed = nil, false
+	if !failed {
+		return m.apply(c, server, false)
+	}
+	for _, ch := range c {
+		if ch.all {
+			return m.apply([]change{ch}, server, true)
+		}
+	}
+	return nil
 }

@@ -45,7 +45,7 @@ func statement(sc *scanner, first string, reportsSearchPath bool) string {
 	case "prepare":
 		return "SQL PREPARE"
 	case "declare":
-		if sc.restHas("hold") {
+		if sc.restHasPair("with", "hold") {
 			return "a cursor WITH HOLD"
 		}
 	case "create":
@@ -59,6 +59,10 @@ func statement(sc *scanner, first string, reportsSearchPath bool) string {
 		}
 	case "load":
 		return "LOAD"
+	case "discard":
+		if sc.word() == "all" { // resets the client's settings (see settings.go)
+			return "DISCARD ALL"
+		}
 	}
 	if sc.restHasFunc("pg_advisory_lock", "pg_advisory_lock_shared", "pg_try_advisory_lock",
 		"pg_try_advisory_lock_shared", "set_config", "dblink_connect") {
@@ -243,6 +247,19 @@ func (s *scanner) restHas(word string) bool {
 		if w == word {
 			return true
 		}
+	}
+	return false
+}
+
+// restHasPair reports whether the words a then b appear in the rest of
+// the statement.
+func (s *scanner) restHasPair(a, b string) bool {
+	prev := ""
+	for w := s.word(); w != ""; w = s.word() {
+		if prev == a && w == b {
+			return true
+		}
+		prev = w
 	}
 	return false
 }

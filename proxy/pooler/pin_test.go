@@ -1,6 +1,9 @@
 package pooler
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestSessionState(t *testing.T) {
 	for _, c := range []struct {
@@ -35,6 +38,9 @@ func TestSessionState(t *testing.T) {
 		{"CREATE TABLE t (x int)", false},
 		{"DECLARE c CURSOR WITH HOLD FOR SELECT 1", true},
 		{"DECLARE c CURSOR FOR SELECT 1", false},
+		{`DECLARE "c" NO SCROLL CURSOR WITHOUT HOLD FOR SELECT 1`, false},
+		{"DISCARD ALL", true},
+		{"DISCARD PLANS", false},
 		{"SELECT 1; LISTEN x", true},
 		{"-- c\nLOAD 'auto_explain'", true},
 	} {
@@ -47,9 +53,73 @@ func TestSessionState(t *testing.T) {
 	}
 }
 
+// Which pinning statements only change settings, so that the change can
+// follow the client instead.
+func TestFollowable(t *testing.T) {
+	for _, c := range []struct {
+		sql  string
+		want string // the changes, or "" when it must pin
+	}{
+		{"SET extra_float_digits = 3", "extra_float_digits=3"},
+		{"SET SESSION work_mem TO '4MB'", "work_mem=4MB"},
+		{"set Statement_Timeout = 5000;", "statement_timeout=5000"},
+		{"SET lock_timeout = DEFAULT", "reset lock_timeout"},
+		{"RESET work_mem", "reset work_mem"},
+		{"SELECT 1; SET work_mem = '1MB'", "work_mem=1MB"},
+		{"SET a_b = 'it''s'", "a_b=it's"},
+		{"SET plan_cache_mode = Force_Custom_Plan", "plan_cache_mode=force_custom_plan"},
+		{"SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;", "all"},
+		{"DISCARD ALL", "all"},
+		{"SET search_path TO a, b", ""},
+		{"SET work_mem = E'1MB'", ""},
+		{"SET work_mem = '1\\MB'", ""},
+		{"SET myapp.tenant = 1", ""},
+		{"SET ROLE other", ""},
+		{"BEGIN; SET work_mem = '1MB'; COMMIT", ""},
+		{"SET work_mem = '1MB'; LISTEN x", ""},
+		{"SELECT set_config('work_mem', '1MB', false)", ""},
+		{"PREPARE TRANSACTION 'x'", ""},
+	} {
+		ch, ok := followable(c.sql, false)
+		var got []string
+		for _, x := range ch {
+			switch {
+			case x.all:
+				got = append(got, "all")
+			case x.reset:
+				got = append(got, "reset "+x.name)
+			default:
+				got = append(got, x.name+"="+x.value)
+			}
+		}
+		if g := strings.Join(got, ","); !ok && g != "" || ok != (c.want != "") || g != c.want {
+			t.Errorf("%q: %q ok=%v, want %q", c.sql, g, ok, c.want)
+		}
+	}
+}
+
+func TestDeallocateName(t *testing.T) {
+	for sql, want := range map[string]string{
+		"DEALLOCATE pdo_stmt_1": "pdo_stmt_1", "deallocate prepare S_1;": "s_1", `DEALLOCATE "S_1"`: "S_1",
+		"DEALLOCATE ALL": "", "DEALLOCATE a; SELECT 1": "", "DEALLOCATE": "", `DEALLOCATE "x`: "",
+	} {
+		if got, _ := deallocateName(sql); got != want {
+			t.Errorf("%q: %q, want %q", sql, got, want)
+		}
+	}
+	if !Deallocates("SELECT 1; DISCARD ALL") || !Deallocates("deallocate prepare all") || Deallocates("RESET ALL") {
+		t.Error("Deallocates")
+	}
+}
+
 func FuzzSessionState(f *testing.F) {
 	for _, s := range []string{"SET x = 1", "SELECT 'a''b' \"q\"\"x\"", "$a$ x $a$", "/* /* */ */", "E'\\''"} {
 		f.Add(s)
 	}
-	f.Fuzz(func(t *testing.T, s string) { sessionState(s, false) })
+	f.Fuzz(func(t *testing.T, s string) {
+		sessionState(s, false)
+		followable(s, false)
+		deallocateName(s)
+		Deallocates(s)
+	})
 }
