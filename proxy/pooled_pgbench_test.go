@@ -41,39 +41,57 @@ func initPgbench(t *testing.T) {
 
 var failedRE = regexp.MustCompile(`number of failed transactions: (\d+)`)
 
-// 100 pgbench clients on a pool of 10, simple and extended protocol,
-// select-only and tpcb-like: no transaction fails, and PostgreSQL never
-// sees more than 10 connections of the pool's user.
+// pgbench through tx: 100 clients on a pool of 10, with the simple,
+// extended and prepared (named statements, prepared once per client)
+// protocols, select-only and tpcb-like: no transaction fails, and
+// PostgreSQL never sees more than 10 connections of the pool's user.
+// Through sess (a server per client) and the relay, 10 clients.
 func TestPooledPgbench(t *testing.T) {
 	needPG(t)
 	initPgbench(t)
-	px := poolSetup{pool: "default_pool_size = 10"}.start(t)
-	host, port, _ := net.SplitHostPort(px.addr("tx"))
-
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	maxSeen := make(chan int, 1)
-	go func() { maxSeen <- sampleBackends(ctx, t, testbed.UserSCRAM) }()
-
-	for _, mode := range []string{"simple", "extended"} {
-		for _, script := range [][]string{{"-S"}, {"-b", "tpcb-like"}} {
-			args := append([]string{"-n", "-c", "100", "-j", "2", "-T", "3", "-M", mode,
-				"-h", host, "-p", port, "-U", testbed.UserSCRAM, testbed.DefaultDB}, script...)
-			cmd := exec.Command("pgbench", args...)
-			cmd.Env = append(os.Environ(), "PGPASSWORD="+testbed.Password, "PGSSLMODE=disable")
-			out, err := cmd.CombinedOutput()
-			if err != nil {
-				t.Fatalf("pgbench %v: %v\n%s", args, err, out)
-			}
-			m := failedRE.FindSubmatch(out)
-			if m == nil || string(m[1]) != "0" {
-				t.Fatalf("pgbench %v: failed transactions:\n%s", args, out)
-			}
+	waitNoBackends(t, testbed.UserSCRAM)
+	px := poolSetup{pool: "default_pool_size = 10\nquery_wait_timeout = \"10s\""}.start(t)
+	pgbench := needCommand(t, "pgbench")
+	for _, ln := range []string{"tx", "sess", "rw"} {
+		host, port, _ := net.SplitHostPort(px.addr(ln))
+		clients, scripts := "10", [][]string{{"-b", "tpcb-like"}}
+		if ln == "tx" {
+			clients, scripts = "100", [][]string{{"-S"}, {"-b", "tpcb-like"}}
 		}
-	}
-	cancel()
-	if n := <-maxSeen; n > 10 || n == 0 {
-		t.Fatalf("PostgreSQL saw up to %d connections of %s; the pool allows 10", n, testbed.UserSCRAM)
+		for _, mode := range []string{"simple", "extended", "prepared"} {
+			// pgbench -M prepared prepares each statement of a client with a
+			// synchronous PQprepare on the client's first use of it, which
+			// blocks every client of the thread: one waiting for a server
+			// would stall the thread's others, holding servers in open
+			// transactions. A thread per client keeps that wait its own.
+			threads := "2"
+			if mode == "prepared" {
+				threads = clients
+			}
+			t.Run(ln+"/"+mode, func(t *testing.T) {
+				most := sampleWhile(t, testbed.UserSCRAM)
+				for _, script := range scripts {
+					args := append([]string{"-n", "-c", clients, "-j", threads, "-T", "2", "-M", mode,
+						"-h", host, "-p", port, "-U", testbed.UserSCRAM, testbed.DefaultDB}, script...)
+					ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+					cmd := exec.CommandContext(ctx, pgbench, args...)
+					cmd.Env = append(os.Environ(), "PGPASSWORD="+testbed.Password, "PGSSLMODE=disable")
+					cmd.WaitDelay = 5 * time.Second
+					out, err := cmd.CombinedOutput()
+					cancel()
+					if err != nil {
+						t.Fatalf("pgbench %v: %v\n%s", args, err, out)
+					}
+					m := failedRE.FindSubmatch(out)
+					if m == nil || string(m[1]) != "0" {
+						t.Fatalf("pgbench %v: failed transactions:\n%s", args, out)
+					}
+				}
+				if n := most(); ln == "tx" && (n > 10 || n == 0) {
+					t.Fatalf("PostgreSQL saw up to %d connections of %s; the pool allows 10", n, testbed.UserSCRAM)
+				}
+			})
+		}
 	}
 }
 

@@ -6,8 +6,10 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 CONSUL_VERSION=1.21.0
+NODE_PG_VERSION=8.23.1 # node-postgres, for the real-client tests (testbed.NodeModules)
 cache=${SWITCHYARD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/switchyard}
 consul_bin="$cache/consul-v$CONSUL_VERSION/consul"
+node_pg="$cache/node-pg-v$NODE_PG_VERSION"
 
 # Debian packages, by the command or file that proves each is present.
 declare -A want=(
@@ -23,6 +25,13 @@ declare -A want=(
   [postgresql-client-15]=/usr/lib/postgresql/15/bin/pgbench
   [procps]=/usr/bin/pgrep
   [util-linux]=/usr/bin/taskset
+  # Real clients of proxy/pooled_clients_test.go (psql and pgbench above).
+  [openjdk-17-jdk-headless]=/usr/lib/jvm/java-17-openjdk-amd64/bin/javac
+  [libpostgresql-jdbc-java]=/usr/share/java/postgresql.jar
+  [python3-psycopg2]=/usr/lib/python3/dist-packages/psycopg2
+  [python3-asyncpg]=/usr/lib/python3/dist-packages/asyncpg
+  [nodejs]=/usr/bin/node
+  [npm]=/usr/bin/npm
 )
 missing=()
 for pkg in "${!want[@]}"; do
@@ -53,3 +62,19 @@ if [ ! -x "$consul_bin" ]; then
   mv "$consul_bin.tmp" "$consul_bin"
 fi
 "$consul_bin" version >/dev/null
+
+# node-postgres from the npm registry, pinned, outside the repository.
+if [ ! -e "$node_pg/node_modules/pg/package.json" ]; then
+  echo "deps: installing node-postgres pg@$NODE_PG_VERSION into $node_pg" >&2
+  rm -rf "$node_pg.tmp"
+  mkdir -p "$node_pg.tmp"
+  npmlog="$cache/npm-install.log"
+  if ! npm install --prefix "$node_pg.tmp" --no-audit --no-fund --loglevel=error \
+      "pg@$NODE_PG_VERSION" >"$npmlog" 2>&1; then
+    tail -30 "$npmlog" >&2
+    echo "deps: npm install pg@$NODE_PG_VERSION failed; full log in $npmlog" >&2
+    exit 1
+  fi
+  rm -rf "$node_pg"
+  mv "$node_pg.tmp" "$node_pg"
+fi

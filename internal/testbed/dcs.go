@@ -37,16 +37,7 @@ func ConsulBinary() string {
 	if p := os.Getenv("SWITCHYARD_CONSUL"); p != "" {
 		return p
 	}
-	cache := os.Getenv("SWITCHYARD_CACHE")
-	if cache == "" {
-		base := os.Getenv("XDG_CACHE_HOME")
-		if base == "" {
-			home, _ := os.UserHomeDir()
-			base = filepath.Join(home, ".cache")
-		}
-		cache = filepath.Join(base, "switchyard")
-	}
-	return filepath.Join(cache, "consul-v1.21.0", "consul")
+	return filepath.Join(CacheDir(), "consul-v1.21.0", "consul")
 }
 
 // StartDCS starts kind with n members (n > 1 only for etcd).
