@@ -196,10 +196,16 @@ var preparedScenarios = []scenario{
 		{send: msgs(bindMsg("f1"), execMsg, flushM), n: 3},
 		ex(1, syncM),
 		// b prepares a statement a's server already has: its Parse is
-		// answered by Switchyard, and a Flush must bring that answer.
+		// answered by Switchyard, without a server, or, inside a
+		// transaction, in its turn, and a Flush must bring that answer.
 		{send: msgs(parseMsg("f2", "SELECT 1 AS a, 2 AS b"), flushM), n: 1, who: 1},
 		{send: msgs(closeS("f2"), flushM), n: 1, who: 1},
 		{send: msgs(syncM), z: 1, who: 1},
+		{send: msgs(queryM("BEGIN")), z: 1, who: 1},
+		{send: msgs(parseMsg("f2", "SELECT 1 AS a, 2 AS b"), flushM), n: 1, who: 1},
+		{send: msgs(closeS("f2"), flushM), n: 1, who: 1},
+		{send: msgs(parseMsg("f3", "SELECT 1 AS a, 2 AS b"), describe("f3"), flushM), n: 3, who: 1},
+		{send: msgs(syncM, queryM("COMMIT")), z: 2, who: 1},
 	}},
 	{name: "error in the middle of a pipeline", steps: []step{
 		ex(2, parseMsg("e1", "SELECT 1"), bindMsg("e1"), execMsg, parseMsg("e2", "SELEC 2"), bindMsg("e2"), execMsg,

@@ -324,6 +324,9 @@ func (m *Machine) detached(msg []byte) (Step, bool) {
 		// Nothing is buffered anywhere; COPY messages outside COPY are
 		// ignored, as PostgreSQL ignores them.
 		return Step{}, true
+	case t == 'P' && m.ps != nil && sessionState(parseText(msg, true), m.searchPath) == "" &&
+		m.ps.parseDetached(msg, m.fingerprint()):
+		return Step{Reply: parseComplete}, true
 	case t == 'C' && m.ps != nil:
 		// No transaction is open, so no portal; a statement is the
 		// client's to forget.

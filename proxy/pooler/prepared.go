@@ -258,6 +258,27 @@ func (p *prepared) close1(msg []byte) ([]byte, bool) {
 	return nil, true
 }
 
+// parseDetached answers a Parse when no server is attached, if it can:
+// a new name for a statement some server has prepared already. The
+// client's Bind or Describe will prepare it where it runs.
+func (p *prepared) parseDetached(msg []byte, settings uint64) bool {
+	name, rest, _ := cut(msg[5:])
+	query, types, _ := cut(rest)
+	if len(name) == 0 {
+		return false
+	}
+	if _, ok := p.names[string(name)]; ok {
+		return false // the server answers 42P05
+	}
+	st := p.reg.known(settings, query, types)
+	if st == nil {
+		return false
+	}
+	p.seq++
+	p.names[string(name)] = named{st: st, seq: p.seq}
+	return true
+}
+
 // closeDetached answers a Close when no server is attached.
 func (p *prepared) closeDetached(msg []byte) []byte {
 	if len(msg) >= 6 && msg[5] == 'S' {
@@ -332,6 +353,9 @@ func (p *prepared) server(msg []byte) (before []byte, forward bool, replace, aft
 		p.commandComplete(r, msg)
 	}
 	if completes(r.typ, t) {
+		if t == '1' && r.st != nil {
+			r.st.good.Store(true)
+		}
 		p.pop(true)
 		p.after = p.fakes(p.after)
 	}
@@ -478,7 +502,10 @@ func (p *prepared) fakes(b []byte) []byte {
 	return b
 }
 
-var closeComplete = []byte{'3', 0, 0, 0, 4}
+var (
+	parseComplete = []byte{'1', 0, 0, 0, 4}
+	closeComplete = []byte{'3', 0, 0, 0, 4}
+)
 
 func appendClose(b []byte, kind byte, name string) []byte {
 	b = append(b, 'C')

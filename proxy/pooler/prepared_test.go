@@ -107,14 +107,14 @@ func closeOf(name string) []byte {
 }
 
 var (
-	parseComplete = []byte{'1', 0, 0, 0, 4}
-	bindComplete  = []byte{'2', 0, 0, 0, 4}
-	row           = msg('D', "\x00\x01\x00\x00\x00\x011")
+	bindComplete = []byte{'2', 0, 0, 0, 4}
+	row          = msg('D', "\x00\x01\x00\x00\x00\x011")
 )
 
 // A client's named statement goes to the server under a shared name; a
-// second client's Parse of the same text on the same server is answered
-// by Switchyard, in its turn.
+// second client's Parse of the same text is answered by Switchyard,
+// without a server once one has prepared it (in its turn when a server is
+// attached: TestPreparedAnsweredInTurn).
 func TestPreparedShared(t *testing.T) {
 	reg := NewRegistry()
 	sv := newTestServer()
@@ -135,15 +135,16 @@ func TestPreparedShared(t *testing.T) {
 		t.Fatal("a keeps its server after ReadyForQuery")
 	}
 
-	if out := run(t, b, sv, parse("other", "SELECT 1")); out != nil {
-		t.Fatalf("b's Parse of a statement the server has went to it: %s", types(out))
+	// No server needed: a server has prepared it.
+	if st := b.Client(parse("other", "SELECT 1")); !bytes.Equal(st.Reply, parseComplete) || st.Need {
+		t.Fatalf("b's Parse of a known statement: %+v", st)
 	}
 	if got := sent(run(t, b, sv, bindOf("other"))); got != "B(SWITCHYARD_1)" {
 		t.Fatalf("b's Bind goes as %s", got)
 	}
 	run(t, b, sv, execute)
 	run(t, b, sv, syncMsg)
-	if got := types(answer(b, sv, bindComplete, row, complete, rfq('I'))); got != "1 2 D C Z" {
+	if got := types(answer(b, sv, bindComplete, row, complete, rfq('I'))); got != "2 D C Z" {
 		t.Fatalf("b gets %s", got)
 	}
 	if reg.Len() != 1 {
@@ -153,6 +154,46 @@ func TestPreparedShared(t *testing.T) {
 	b.Close()
 	if reg.Len() != 0 {
 		t.Fatalf("registry holds %d statements after both clients left", reg.Len())
+	}
+}
+
+// A Parse of a statement the attached server has is answered in its
+// turn: after what the server owes before it, with a harmless request of
+// Switchyard's own when only a Flush would carry it.
+func TestPreparedAnsweredInTurn(t *testing.T) {
+	reg := NewRegistry()
+	sv := newTestServer()
+	a, b := tracked(reg, 10), tracked(reg, 10)
+	run(t, a, sv, parse("q", "SELECT 1"))
+	run(t, a, sv, syncMsg)
+	answer(a, sv, parseComplete, rfq('I'))
+
+	run(t, b, sv, query("BEGIN")) // b holds sv
+	answer(b, sv, rfq('T'))
+	if got := sent(run(t, b, sv, bindOf("x"))); got != "B(x)" {
+		t.Fatalf("Bind of an unknown statement goes as %s", got)
+	}
+	if out := run(t, b, sv, parse("other", "SELECT 1")); out != nil {
+		t.Fatalf("Parse of a statement the server has went to it: %s", sent(out))
+	}
+	if got := sent(run(t, b, sv, flushMsg)); got != "H" {
+		t.Fatalf("Flush with the server owing an answer goes as %s", got)
+	}
+	e := msg('E', "SERROR", "C26000", "Mno", "")
+	if got := types(answer(b, sv, e)); got != "E" {
+		t.Fatalf("b gets %s; the ParseComplete after the failed Bind must be dropped", got)
+	}
+	if b.Statements() != 0 {
+		t.Fatal("a Parse skipped after an error must not create its name")
+	}
+	run(t, b, sv, syncMsg)
+	answer(b, sv, rfq('T'))
+	run(t, b, sv, parse("other", "SELECT 1"))
+	if got := sent(run(t, b, sv, flushMsg)); got != "CP(SWITCHYARD_FLUSH) H" {
+		t.Fatalf("Flush with only answers of ours queued goes as %s", got)
+	}
+	if got := types(answer(b, sv, closeComplete)); got != "1" {
+		t.Fatalf("b gets %s, want its ParseComplete alone", got)
 	}
 }
 

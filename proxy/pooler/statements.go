@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"strconv"
 	"sync"
+	"sync/atomic"
 )
 
 // namePrefix starts the name every shared statement has on the servers.
@@ -17,8 +18,9 @@ const namePrefix = "SWITCHYARD_"
 type Statement struct {
 	Name  string // on the servers: SWITCHYARD_<n>
 	key   string
-	parse []byte // a Parse of the statement under Name
-	refs  int    // client names that hold it; guarded by the registry
+	parse []byte      // a Parse of the statement under Name
+	refs  int         // client names that hold it; guarded by the registry
+	good  atomic.Bool // a server has prepared it without error
 }
 
 // Registry hands out the proxy-wide statements. It is safe for
@@ -51,6 +53,20 @@ func (r *Registry) acquire(settings uint64, query, types []byte) *Statement {
 		st = &Statement{Name: namePrefix + strconv.FormatUint(r.next, 10), key: key}
 		st.parse = appendParse(nil, st.Name, query, types)
 		r.byKey[key] = st
+	}
+	st.refs++
+	return st
+}
+
+// known returns, held once more, the statement for (settings, query,
+// types) if one exists that a server has prepared.
+func (r *Registry) known(settings uint64, query, types []byte) *Statement {
+	key := statementKey(settings, query, types)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.byKey[key]
+	if st == nil || !st.good.Load() {
+		return nil
 	}
 	st.refs++
 	return st
