@@ -60,8 +60,8 @@ func showLog(t *target) {
 // startSwitchyard runs binary in front of addr on the server CPU, with
 // one listener in poolMode ("none" is the relay). The pooling settings
 // match pgbouncer's: trust auth from an auth file naming the bench user,
-// and default_pool_size.
-func startSwitchyard(ctx context.Context, binary, addr, poolMode string, poolSize int) (*testbed.Peer, error) {
+// and default_pool_size. extra is more TOML after the config.
+func startSwitchyard(ctx context.Context, binary, addr, poolMode string, poolSize int, extra string) (*testbed.Peer, error) {
 	pooling := ""
 	if poolMode != "none" {
 		pooling = fmt.Sprintf(`
@@ -72,6 +72,7 @@ file = "{dir}/userlist.txt"
 default_pool_size = %d
 `, poolSize)
 	}
+	pooling += extra
 	return benchkit.StartSwitchyard(ctx, binary, addr, "bench", fmt.Sprintf("pool_mode = %q\n", poolMode), pooling, map[string]string{
 		"userlist.txt": fmt.Sprintf("%q \"\"\n", testbed.UserSuper),
 	})

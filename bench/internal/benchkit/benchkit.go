@@ -54,29 +54,73 @@ type Result struct {
 	TPS, LatencyMs float64
 	CPUUsPerTx     float64 // CPU of the measured process per transaction; 0 without one
 	Txs            int
+	// Filled by SelectOnlyTolerant only: what went wrong in a run that
+	// pgbench finished with errors.
+	Failed  int            // "number of failed transactions" (retried kinds: serialization, deadlock)
+	Aborted int            // clients pgbench aborted on an error
+	Errors  map[string]int // each distinct error that aborted a client, and how many clients it aborted
+	Other   map[string]int // errors pgbench reported without aborting a client (a failed prepare), and how often
 }
 
 var (
-	tpsRE = regexp.MustCompile(`tps = ([0-9.]+) \((?:without|excluding|including)`)
-	latRE = regexp.MustCompile(`latency average = ([0-9.]+) ms`)
-	txRE  = regexp.MustCompile(`number of transactions actually processed: (\d+)`)
+	tpsRE    = regexp.MustCompile(`tps = ([0-9.]+) \((?:without|excluding|including)`)
+	latRE    = regexp.MustCompile(`latency average = ([0-9.]+) ms`)
+	txRE     = regexp.MustCompile(`number of transactions actually processed: (\d+)`)
+	failedRE = regexp.MustCompile(`number of failed transactions: (\d+)`)
+	// pgbench's two threads write stderr at once, so lines can come
+	// interleaved: neither is anchored, and a client counts once.
+	abortedRE = regexp.MustCompile(`client (\d+) (?:script \d+ )?aborted in command \d+(?: \(\w+\))?(?: of script \d+)?(?: query \d+)?[:;] *([^\n]*)`)
+	serverRE  = regexp.MustCompile(`(?:ERROR|FATAL): +([^\n]*)`)
 )
 
 // SelectOnly runs pgbench -n -S for d, with args, against port, and
 // measures the CPU time process pid (0: none) spends over the run.
 func SelectOnly(ctx context.Context, port, pid int, d time.Duration, args ...string) (Result, error) {
+	return selectOnly(ctx, port, pid, d, false, args...)
+}
+
+// SelectOnlyTolerant is SelectOnly for runs expected to fail against
+// some targets (pgbench -M prepared through a transaction pooler that
+// does not track prepared statements): a run in which pgbench aborted
+// clients, or completed no transaction, is still a Result, with Failed,
+// Aborted, Errors and Other saying what happened. Only a run that printed
+// no summary at all is an error.
+func SelectOnlyTolerant(ctx context.Context, port, pid int, d time.Duration, args ...string) (Result, error) {
+	return selectOnly(ctx, port, pid, d, true, args...)
+}
+
+func selectOnly(ctx context.Context, port, pid int, d time.Duration, tolerant bool, args ...string) (Result, error) {
 	before, err := CPUTicks(pid)
 	if err != nil {
 		return Result{}, fmt.Errorf("proxy gone: %w", err)
 	}
-	outText, err := PgbenchOut(ctx, port, append([]string{"-n", "-S", "-T", strconv.Itoa(int(d.Seconds()))}, args...)...)
+	pgArgs := append([]string{"-n", "-S", "-T", strconv.Itoa(int(d.Seconds()))}, args...)
+	outText, err := PgbenchOut(ctx, port, pgArgs...)
 	if err != nil {
-		return Result{}, err
+		var ee *exec.ExitError
+		if !tolerant || !errors.As(err, &ee) || ctx.Err() != nil {
+			return Result{}, err
+		}
+		outText = err.Error() // pgbench's output follows the first line
 	}
 	after, err := CPUTicks(pid)
 	if err != nil {
 		return Result{}, fmt.Errorf("proxy gone: %w", err)
 	}
+	r, err := parsePgbench(outText, tolerant)
+	if err != nil {
+		return Result{}, err
+	}
+	if pid != 0 && r.Txs > 0 {
+		r.CPUUsPerTx = float64(after-before) * (1e6 / clkTck) / float64(r.Txs)
+	}
+	return r, nil
+}
+
+// parsePgbench reads pgbench's output. Unless tolerant, a run that
+// completed no transaction is an error; tolerant, only output without a
+// summary is, and what failed is counted.
+func parsePgbench(outText string, tolerant bool) (Result, error) {
 	var r Result
 	if m := tpsRE.FindStringSubmatch(outText); m != nil {
 		r.TPS, _ = strconv.ParseFloat(m[1], 64)
@@ -84,15 +128,41 @@ func SelectOnly(ctx context.Context, port, pid int, d time.Duration, args ...str
 	if m := latRE.FindStringSubmatch(outText); m != nil {
 		r.LatencyMs, _ = strconv.ParseFloat(m[1], 64)
 	}
-	if m := txRE.FindStringSubmatch(outText); m != nil {
+	m := txRE.FindStringSubmatch(outText)
+	if m != nil {
 		r.Txs, _ = strconv.Atoi(m[1])
 	}
-	if r.Txs == 0 || r.TPS == 0 {
+	if !tolerant {
+		if r.Txs == 0 || r.TPS == 0 {
+			return Result{}, fmt.Errorf("could not read pgbench output:\n%s", outText)
+		}
+		return r, nil
+	}
+	if m == nil {
 		return Result{}, fmt.Errorf("could not read pgbench output:\n%s", outText)
 	}
-	if pid != 0 {
-		r.CPUUsPerTx = float64(after-before) * (1e6 / clkTck) / float64(r.Txs)
+	if f := failedRE.FindStringSubmatch(outText); f != nil {
+		r.Failed, _ = strconv.Atoi(f[1])
 	}
+	clients := map[string]bool{}
+	for _, line := range strings.Split(outText, "\n") {
+		if a := abortedRE.FindStringSubmatch(line); a != nil {
+			if clients[a[1]] {
+				continue
+			}
+			clients[a[1]] = true
+			if r.Errors == nil {
+				r.Errors = map[string]int{}
+			}
+			r.Errors[strings.Join(strings.Fields(a[2]), " ")]++
+		} else if e := serverRE.FindStringSubmatch(line); e != nil && strings.Contains(line, "error:") {
+			if r.Other == nil {
+				r.Other = map[string]int{}
+			}
+			r.Other[strings.Join(strings.Fields(e[0]), " ")]++
+		}
+	}
+	r.Aborted = len(clients)
 	return r, nil
 }
 
