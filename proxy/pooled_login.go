@@ -53,6 +53,7 @@ func (p *pooled) login(ctx, loginCtx context.Context) error {
 		want[k] = v
 	}
 	p.m = pooler.New(p.mode, want)
+	p.m.Startup(settings)
 	p.m.TrackStatements(s.srv.statements, s.ln.popts.MaxPrepared)
 	p.attach(sv)
 	if setup := p.m.Attach(sv.Params, &sv.Tag, &sv.Statements); setup != nil {

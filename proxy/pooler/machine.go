@@ -67,7 +67,7 @@ type ServerStep struct {
 type Machine struct {
 	mode    Mode
 	want    map[string]string // the client's settings
-	startup map[string]string // ... as they were at login, what RESET ALL returns to
+	startup map[string]string // those it asked for at login, what RESET ALL returns to (see Startup)
 	server  map[string]string // the attached server's settings
 
 	attached bool
@@ -99,12 +99,13 @@ func New(mode Mode, want map[string]string) *Machine {
 	if want == nil {
 		want = map[string]string{}
 	}
-	startup := make(map[string]string, len(want))
-	for k, v := range want {
-		startup[k] = v
-	}
-	return &Machine{mode: mode, want: want, startup: startup, status: 'I'}
+	return &Machine{mode: mode, want: want, status: 'I'}
 }
+
+// Startup records the settings the client asked for at login (see
+// StartupSettings), which RESET ALL returns it to; without them, it
+// returns to the server's. The machine keeps the map.
+func (m *Machine) Startup(settings map[string]string) { m.startup = settings }
 
 // TrackStatements makes a transaction-mode client's prepared statements
 // follow it from server to server, shared through reg, each server
