@@ -273,6 +273,9 @@ func (m *Machine) Client(msg []byte) Step {
 		m.resync = false
 		if sql := setup(m.want, m.server); sql != "" {
 			m.hidden++
+			if m.ps != nil {
+				m.ps.unnamedHere = false // a Query drops the unnamed statement
+			}
 			m.scratch = appendQuery(m.scratch[:0], sql)
 			if st.Send != nil {
 				m.scratch = append(m.scratch, st.Send...)
