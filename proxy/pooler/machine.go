@@ -251,6 +251,9 @@ func (m *Machine) Client(msg []byte) Step {
 	}
 	var st Step
 	resync := m.resync && m.Clean()
+	if resync && m.ps != nil {
+		m.ps.unnamedHere = false // the settings Query will drop the unnamed statement
+	}
 	switch t {
 	case 'Q':
 		st.Pinned = m.pin(queryText(msg), true)
@@ -273,9 +276,6 @@ func (m *Machine) Client(msg []byte) Step {
 		m.resync = false
 		if sql := setup(m.want, m.server); sql != "" {
 			m.hidden++
-			if m.ps != nil {
-				m.ps.unnamedHere = false // a Query drops the unnamed statement
-			}
 			m.scratch = appendQuery(m.scratch[:0], sql)
 			if st.Send != nil {
 				m.scratch = append(m.scratch, st.Send...)
