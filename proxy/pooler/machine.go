@@ -250,19 +250,21 @@ func (m *Machine) Client(msg []byte) Step {
 		return Step{Need: true}
 	}
 	var st Step
+	var sql string // a Query's, read once
 	resync := m.resync && m.Clean()
 	if resync && m.ps != nil {
 		m.ps.unnamedHere = false // the settings Query will drop the unnamed statement
 	}
 	switch t {
 	case 'Q':
-		st.Pinned = m.pin(queryText(msg), true)
+		sql = queryText(msg)
+		st.Pinned = m.pin(sql, true)
 	case 'P':
 		st.Pinned = m.pin(parseText(msg, m.ps != nil), len(msg) > 5 && msg[5] == 0)
 	}
 	if m.ps != nil {
 		var drop bool
-		if st.Send, drop = m.ps.client(msg, m.fingerprint()); drop {
+		if st.Send, drop = m.ps.client(msg, sql, m.fingerprint()); drop {
 			m.batch = true // answered in turn, or skipped as the server skips it
 			if t == 'Q' {
 				m.changes = nil // skipped

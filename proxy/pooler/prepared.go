@@ -79,10 +79,15 @@ func (p *prepared) detach() {
 }
 
 // close lets go of every statement the client holds.
-func (p *prepared) close() {
+func (p *prepared) close() { p.forgetNames(p.seq + 1) }
+
+// forgetNames drops the client's names made before seq.
+func (p *prepared) forgetNames(seq uint64) {
 	for name, n := range p.names {
-		p.reg.release(n.st)
-		delete(p.names, name)
+		if n.seq < seq {
+			delete(p.names, name)
+			p.reg.release(n.st)
+		}
 	}
 }
 
@@ -94,11 +99,11 @@ func (p *prepared) push(r request) {
 	}
 }
 
-// client handles a message of the client while a server is attached:
-// send is what goes to the server instead of msg (nil: msg itself), and
-// drop is set when nothing goes (the message is answered here, or the
-// server would ignore it).
-func (p *prepared) client(msg []byte, settings uint64) (send []byte, drop bool) {
+// client handles a message of the client while a server is attached (sql
+// is a Query's text): send is what goes to the server instead of msg
+// (nil: msg itself), and drop is set when nothing goes (the message is
+// answered here, or the server would ignore it).
+func (p *prepared) client(msg []byte, sql string, settings uint64) (send []byte, drop bool) {
 	t := msg[0]
 	if p.ignoring && t != 'S' {
 		return nil, true // PostgreSQL skips to Sync after an error; so do we
@@ -128,12 +133,16 @@ func (p *prepared) client(msg []byte, settings uint64) (send []byte, drop bool) 
 	case 'Q':
 		p.hasUnnamed, p.unnamedHere = false, false // a Query drops the unnamed statement
 		p.sv.batch++
-		if sql := queryText(msg); mentionsDeallocation(sql) && Deallocates(sql) {
-			// DEALLOCATE ALL or DISCARD ALL: what is sent after it must
-			// not meet the statements it removes (pgbouncer #1535).
-			p.forgetAll()
+		var send []byte
+		var st *Statement
+		if mentionsDeallocation(sql) {
+			if Deallocates(sql) {
+				// DEALLOCATE ALL or DISCARD ALL: what is sent after it
+				// must not meet the statements it removes (pgbouncer #1535).
+				p.forgetAll()
+			}
+			send, st = p.deallocate(sql)
 		}
-		send, st := p.deallocate(msg)
 		p.push(request{typ: 'Q', st: st, dealloc: st != nil})
 		return send, false
 	case 'H':
@@ -175,10 +184,7 @@ func (p *prepared) parse(msg []byte, settings uint64) ([]byte, bool) {
 		p.push(request{fake: '1', name: string(name), nameSeq: n.seq, st: st})
 		return nil, true
 	}
-	p.evict()
-	added := p.sv.add(st)
-	p.out = append(p.out, st.parse...)
-	p.push(request{typ: 'P', name: string(name), nameSeq: n.seq, st: st, added: added})
+	p.push(request{typ: 'P', name: string(name), nameSeq: n.seq, st: st, added: p.prepare(st)})
 	return p.out, false
 }
 
@@ -219,10 +225,16 @@ func (p *prepared) ensure(st *Statement, quiet bool) {
 	if p.sv.has(st) {
 		return
 	}
+	p.push(request{typ: 'P', own: true, st: st, added: p.prepare(st), quiet: quiet})
+}
+
+// prepare appends a Parse of st to what goes to the server (after a Close
+// making room for it) and records it on the server; it returns st's seq
+// there. The caller queues the Parse.
+func (p *prepared) prepare(st *Statement) uint64 {
 	p.evict()
-	added := p.sv.add(st)
 	p.out = append(p.out, st.parse...)
-	p.push(request{typ: 'P', own: true, st: st, added: added, quiet: quiet})
+	return p.sv.add(st)
 }
 
 // evict closes the least recently used statement when the server has
@@ -297,8 +309,8 @@ func (p *prepared) closeDetached(msg []byte) []byte {
 // the client prepared with Parse (PDO does this): the client's name goes,
 // and the server deallocates the shared statement under its own name
 // (preparing it first if it lacks it, so that the answer is PostgreSQL's).
-func (p *prepared) deallocate(msg []byte) ([]byte, *Statement) {
-	name, ok := deallocateName(queryText(msg))
+func (p *prepared) deallocate(sql string) ([]byte, *Statement) {
+	name, ok := deallocateName(sql)
 	if !ok {
 		return nil, nil
 	}
@@ -318,10 +330,7 @@ func (p *prepared) deallocate(msg []byte) ([]byte, *Statement) {
 
 // forgetAll forgets the client's statements and the server's.
 func (p *prepared) forgetAll() {
-	for name, n := range p.names {
-		delete(p.names, name)
-		p.reg.release(n.st)
-	}
+	p.forgetNames(p.seq + 1)
 	p.sv.forgetBefore(p.sv.seq + 1)
 }
 
@@ -393,12 +402,7 @@ func (p *prepared) commandComplete(r *request, msg []byte) {
 	if string(tag) != "DEALLOCATE ALL" && string(tag) != "DISCARD ALL" {
 		return
 	}
-	for name, n := range p.names {
-		if n.seq < r.cseq {
-			delete(p.names, name)
-			p.reg.release(n.st)
-		}
-	}
+	p.forgetNames(r.cseq)
 	p.sv.forgetBefore(r.sseq)
 }
 

@@ -3,6 +3,8 @@ package pooler
 import (
 	"encoding/binary"
 	"strings"
+
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // queryText is a Query's SQL.
@@ -83,52 +85,30 @@ func appendParameterStatus(b []byte, k, v string) []byte {
 	return append(b, 0)
 }
 
-// errorField is field code of an ErrorResponse or NoticeResponse.
-func errorField(msg []byte, code byte) []byte {
-	b := msg[5:]
-	for len(b) > 1 {
-		c := b[0]
-		v, rest, ok := cut(b[1:])
-		if !ok {
-			return nil
-		}
-		if c == code {
-			return v
-		}
-		b = rest
-	}
-	return nil
+// decodeError decodes an ErrorResponse; ok is false if it does not
+// decode.
+func decodeError(msg []byte) (e pgproto3.ErrorResponse, ok bool) {
+	return e, len(msg) >= 5 && e.Decode(msg[5:]) == nil
 }
 
 // planChanged reports PostgreSQL's "cached plan must not change result
 // type": a prepared statement's tables changed under it.
 func planChanged(msg []byte) bool {
-	return string(errorField(msg, 'C')) == "0A000" &&
-		strings.Contains(string(errorField(msg, 'M')), "cached plan must not change result type")
+	e, ok := decodeError(msg)
+	return ok && e.Code == "0A000" && strings.Contains(e.Message, "cached plan must not change result type")
 }
 
 // renameInError appends msg, an ErrorResponse, with old replaced by new
-// in its message.
+// in its message (msg itself if it does not decode).
 func renameInError(b, msg []byte, old, new string) []byte {
-	start := len(b)
-	b = append(b, msg[0], 0, 0, 0, 0)
-	f := msg[5:]
-	for len(f) > 1 {
-		c := f[0]
-		v, rest, ok := cut(f[1:])
-		if !ok {
-			break
-		}
-		b = append(b, c)
-		if c == 'M' {
-			b = append(b, strings.ReplaceAll(string(v), old, new)...)
-		} else {
-			b = append(b, v...)
-		}
-		b = append(b, 0)
-		f = rest
+	e, ok := decodeError(msg)
+	if !ok {
+		return append(b, msg...)
 	}
-	b = append(b, 0)
-	binary.BigEndian.PutUint32(b[start+1:], uint32(len(b)-start-1))
-	return b
+	e.Message = strings.ReplaceAll(e.Message, old, new)
+	out, err := e.Encode(b)
+	if err != nil {
+		return append(b, msg...)
+	}
+	return out
 }
