@@ -133,7 +133,7 @@ func New(opts Options, publish Publish) (*Watcher, error) {
 		if err != nil {
 			return nil, err
 		}
-		w.src, w.name = storeSource{st}, storeName(opts)
+		w.src, w.name = &storeSource{Store: st}, storeName(opts)
 	case ModePatroniAPI:
 		a := opts.PatroniAPI
 		w.src = &patroniAPI{urls: a.URLs, client: &http.Client{Timeout: timeout}}

@@ -113,3 +113,28 @@ func TestDecodePatroni(t *testing.T) {
 		})
 	}
 }
+
+// On ZooKeeper Patroni rewrites the new leader's member node by deleting
+// and creating it; a read in between must still find the new primary.
+func TestLeaderMemberKeptAcrossRewrite(t *testing.T) {
+	before := patroniKeys()
+	prev := keepLeaderMember(before, nil)
+
+	mid := patroniKeys()
+	mid["leader"] = []byte("pg2")
+	delete(mid, "members/pg2")
+	prev = keepLeaderMember(mid, prev)
+	got := show(decodePatroni(mid))
+	if want := "pg1:unknown@127.0.0.1:5432 healthy=true lag=-1 nlb=false sync=false;pg2:primary@127.0.0.1:5433 healthy=true lag=0 nlb=false sync=false;pg3:replica@127.0.0.1:5434 healthy=true lag=1048576 nlb=true sync=false; paused=false"; got != want {
+		t.Errorf("leader's member key missing for one read:\n got %s\nwant %s", got, want)
+	}
+
+	// A member that is not the leader and is gone is gone.
+	after := patroniKeys()
+	after["leader"] = []byte("pg2")
+	delete(after, "members/pg3")
+	keepLeaderMember(after, prev)
+	if _, ok := after["members/pg3"]; ok {
+		t.Error("a departed replica was carried over")
+	}
+}

@@ -29,18 +29,45 @@ type source interface {
 }
 
 // storeSource adapts a DCS Store: it decodes Patroni's keys.
-type storeSource struct{ Store }
+type storeSource struct {
+	Store
+	members Keys // the member keys of the previous read
+}
 
-func (s storeSource) read(ctx context.Context, after uint64, wait time.Duration) (*topology.Snapshot, uint64, error) {
+func (s *storeSource) read(ctx context.Context, after uint64, wait time.Duration) (*topology.Snapshot, uint64, error) {
 	keys, tok, err := s.Read(ctx, after, wait)
 	if err != nil {
 		return nil, 0, err
 	}
+	s.members = keepLeaderMember(keys, s.members)
 	return decodePatroni(keys), tok, nil
 }
 
-func (s storeSource) polling() bool { return false }
-func (s storeSource) close()        { s.Close() }
+// keepLeaderMember fills in the leader's member key from the previous
+// read when this one lacks it, and returns this read's member keys.
+// On ZooKeeper, Patroni rewrites a member by deleting its ephemeral node
+// and creating it again (after a promotion, or a change of tags); a read
+// between the two sees a leader key naming no member. The holder of the
+// leader key is in the cluster, so its last known entry stands in: without
+// it the new primary would look like it had left the cluster.
+func keepLeaderMember(keys, prev Keys) Keys {
+	leader := "members/" + strings.TrimSpace(string(keys["leader"]))
+	if _, ok := keys[leader]; !ok && leader != "members/" {
+		if v, ok := prev[leader]; ok {
+			keys[leader] = v
+		}
+	}
+	cur := Keys{}
+	for k, v := range keys {
+		if strings.HasPrefix(k, "members/") {
+			cur[k] = v
+		}
+	}
+	return cur
+}
+
+func (s *storeSource) polling() bool { return false }
+func (s *storeSource) close()        { s.Close() }
 
 // Store is what a DCS adapter does: read every key under the cluster's
 // prefix, first waiting up to wait for a change since the read that
