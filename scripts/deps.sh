@@ -7,9 +7,11 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 CONSUL_VERSION=1.21.0
 NODE_PG_VERSION=8.23.1 # node-postgres, for the real-client tests (testbed.NodeModules)
+PGBOUNCER_EXPORTER_VERSION=0.12.1 # testbed.PgbouncerExporterVersion
 cache=${SWITCHYARD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/switchyard}
 consul_bin="$cache/consul-v$CONSUL_VERSION/consul"
 node_pg="$cache/node-pg-v$NODE_PG_VERSION"
+exporter_bin="$cache/pgbouncer_exporter-v$PGBOUNCER_EXPORTER_VERSION/pgbouncer_exporter"
 
 # Debian packages, by the command or file that proves each is present.
 declare -A want=(
@@ -32,6 +34,11 @@ declare -A want=(
   [python3-asyncpg]=/usr/lib/python3/dist-packages/asyncpg
   [nodejs]=/usr/bin/node
   [npm]=/usr/bin/npm
+  # Tools of internal/testbed/tools.go: promtool checks metrics expositions,
+  # headless Chromium screenshots pages. Only promtool is used from the
+  # prometheus package; policy-rc.d keeps its server from starting.
+  [prometheus]=/usr/bin/promtool
+  [chromium]=/usr/bin/chromium
 )
 missing=()
 for pkg in "${!want[@]}"; do
@@ -62,6 +69,24 @@ if [ ! -x "$consul_bin" ]; then
   mv "$consul_bin.tmp" "$consul_bin"
 fi
 "$consul_bin" version >/dev/null
+
+if [ ! -x "$exporter_bin" ]; then
+  echo "deps: building pgbouncer_exporter v$PGBOUNCER_EXPORTER_VERSION into $exporter_bin" >&2
+  mkdir -p "$(dirname "$exporter_bin")"
+  buildlog="$cache/pgbouncer_exporter-build.log"
+  if ! (
+    cd "$here/pgbouncer_exporter"
+    export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local
+    go build -ldflags="-s -w -X github.com/prometheus/common/version.Version=$PGBOUNCER_EXPORTER_VERSION" \
+      -o "$exporter_bin.tmp" github.com/prometheus-community/pgbouncer_exporter
+  ) >"$buildlog" 2>&1; then
+    tail -30 "$buildlog" >&2
+    echo "deps: building pgbouncer_exporter failed; full log in $buildlog" >&2
+    exit 1
+  fi
+  mv "$exporter_bin.tmp" "$exporter_bin"
+fi
+"$exporter_bin" --version >/dev/null 2>&1
 
 # node-postgres from the npm registry, pinned, outside the repository.
 if [ ! -e "$node_pg/node_modules/pg/package.json" ]; then
