@@ -4,31 +4,45 @@ import (
 	"context"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 )
 
 // TestDemoSmoke runs what `make demo` runs, with the binary built fresh,
-// and connects through both printed ports.
+// in -smoke mode: etcd, three Patroni nodes, Switchyard, the writers and
+// one switchover through the printed Patroni REST API call. run fails if
+// the transaction-pooled writer saw any error or never reached the new
+// primary.
 func TestDemoSmoke(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts PostgreSQL")
+		t.Skip("starts etcd, Patroni and PostgreSQL")
 	}
 	bin := filepath.Join(t.TempDir(), "switchyard")
 	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/switchyard").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	var out strings.Builder
+	start := time.Now()
 	if err := run(ctx, bin, true, &out); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
+	t.Logf("demo -smoke took %s", time.Since(start).Round(time.Second))
 	text := out.String()
-	for _, want := range []string{"psql \"host=127.0.0.1 port=", "in recovery f", "in recovery t"} {
+	for _, want := range []string{
+		`psql "host=127.0.0.1 port=`, "PGPASSWORD=", "Stats page: http://127.0.0.1:",
+		"in recovery false", "in recovery true",
+		"curl -sS -X POST -d '{\"leader\":", "/switchover; echo", "Successfully switched over to",
+	} {
 		if !strings.Contains(text, want) {
 			t.Fatalf("demo output lacks %q:\n%s", want, text)
 		}
 	}
+	if !regexp.MustCompile(`(?m)^pooled writer: [1-9][0-9]* writes, 0 errors, primary pg\d → pg\d$`).MatchString(text) {
+		t.Fatalf("demo output lacks the pooled writer's summary with 0 errors:\n%s", text)
+	}
+	t.Log(text)
 }
