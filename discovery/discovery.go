@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/switchyard-proxy/switchyard/discovery/topology"
+	"github.com/switchyard-proxy/switchyard/internal/events"
 )
 
 // Publish receives each new snapshot.
@@ -63,6 +64,7 @@ type Options struct {
 	Probe      ProbeOptions
 
 	Logger *slog.Logger
+	Events *events.Log // DCS outages and recoveries; may be nil
 }
 
 // TLS is client TLS material for a DCS, as PEM; all empty means plain.
@@ -123,6 +125,8 @@ func New(opts Options, publish Publish) (*Watcher, error) {
 		wait:       min(10*time.Second, max(grace/3, 300*time.Millisecond)),
 		timeout:    max(2*time.Second, grace/10),
 		log:        log,
+		events:     opts.Events,
+		mode:       opts.Mode,
 	}
 	switch opts.Mode {
 	case ModeStatic:

@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"fmt"
 	"net"
 	"net/url"
 	"slices"
@@ -53,6 +54,16 @@ func finish(t *topology.Snapshot) *topology.Snapshot {
 	}
 	slices.SortFunc(t.Members, func(a, b topology.Member) int { return strings.Compare(a.Name, b.Name) })
 	return t
+}
+
+// tagList renders tags for display: "k=v" sorted, comma-separated.
+func tagList(tags map[string]any) string {
+	parts := make([]string, 0, len(tags))
+	for k, v := range tags {
+		parts = append(parts, fmt.Sprintf("%s=%v", k, v))
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ",")
 }
 
 func tagTrue(tags map[string]any, name string) bool {

@@ -18,6 +18,7 @@ type patroniMember struct {
 	State        string         `json:"state"`
 	Role         string         `json:"role"`
 	XLogLocation *int64         `json:"xlog_location"`
+	Timeline     int64          `json:"timeline"`
 	Tags         map[string]any `json:"tags"`
 }
 
@@ -75,6 +76,8 @@ func decodePatroni(keys Keys) *topology.Snapshot {
 			Name:          name,
 			Addr:          connAddr(pm.ConnURL),
 			State:         pm.State,
+			Timeline:      pm.Timeline,
+			Tags:          tagList(pm.Tags),
 			Healthy:       running(pm.State),
 			NoLoadBalance: tagTrue(pm.Tags, "noloadbalance"),
 			Sync:          sync[name],

@@ -33,6 +33,7 @@ type apiCluster struct {
 		Port  int             `json:"port"`
 		Lag   json.RawMessage `json:"lag"` // bytes or "unknown"
 		Tags  map[string]any  `json:"tags"`
+		TL    int64           `json:"timeline"`
 	} `json:"members"`
 	Pause bool `json:"pause"`
 }
@@ -84,6 +85,8 @@ func (c *apiCluster) topology() *topology.Snapshot {
 		m := topology.Member{
 			Name:          am.Name,
 			State:         am.State,
+			Timeline:      am.TL,
+			Tags:          tagList(am.Tags),
 			Addr:          hostPort(am.Host, am.Port),
 			Healthy:       running(am.State),
 			NoLoadBalance: tagTrue(am.Tags, "noloadbalance"),

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/switchyard-proxy/switchyard/discovery/topology"
+	"github.com/switchyard-proxy/switchyard/internal/events"
 )
 
 // source is one way of learning the cluster: a DCS store with Patroni's
@@ -91,6 +92,9 @@ type Watcher struct {
 	wait       time.Duration // longest wait for a change: bounds staleness detection
 	timeout    time.Duration // for one read after the wait
 	log        *slog.Logger
+	events     *events.Log
+	mode       Mode
+	status     status
 }
 
 // Polling reports whether the source learns of a promotion only after it
@@ -127,14 +131,25 @@ func (w *Watcher) Run(ctx context.Context) error {
 		if err == nil {
 			after, lastOK, backoff = tok, now, 100*time.Millisecond
 			if !failSince.IsZero() {
-				w.log.Info("discovery source answers again", "source", w.name, "down_for", now.Sub(failSince).Round(time.Millisecond))
+				down := now.Sub(failSince).Round(time.Millisecond)
+				w.log.Info("discovery source answers again", "source", w.name, "down_for", down)
+				w.events.Add(events.Discovery, "%s answers again after %s", w.name, down)
 				failSince = time.Time{}
 			}
-			if last == nil || closed || !t.Equal(last) {
+			changed := last == nil || closed || !t.Equal(last)
+			if changed {
 				rev++
 				t.Revision, t.Source = rev, w.name
 				w.logChange(last, t, closed)
 				last, closed = t, false
+			}
+			w.status.update(func(s *Status) {
+				s.State, s.LastAnswer, s.DownSince, s.LastError = StateFresh, now, time.Time{}, ""
+				if changed {
+					s.Revision, s.LastChange = rev, now
+				}
+			})
+			if changed {
 				w.publish(t)
 			}
 			continue
@@ -148,14 +163,24 @@ func (w *Watcher) Run(ctx context.Context) error {
 				mode = "no primary until it answers (fail-closed)"
 			}
 			w.log.Warn("discovery source unreachable; "+mode, "source", w.name, "err", err)
+			w.events.Add(events.Discovery, "%s unreachable: %s; %s", w.name, err, mode)
 		}
 		if !closed && last != nil && (w.failClosed || now.Sub(lastOK) >= w.grace) {
 			rev++
-			w.publish(withoutPrimary(last, rev))
 			closed = true
+			w.status.update(func(s *Status) { s.Revision, s.LastChange = rev, now })
+			w.publish(withoutPrimary(last, rev))
 			w.log.Error("discovery source silent beyond dcs_grace: new write sessions get 57P03 and writers were disconnected until it answers",
 				"source", w.name, "last_answer", lastOK.Format(time.RFC3339Nano))
+			w.events.Add(events.Discovery, "%s silent beyond dcs_grace: no primary until it answers (fail-closed)", w.name)
 		}
+		w.status.update(func(s *Status) {
+			s.DownSince, s.LastError = failSince, err.Error()
+			s.State = StateStale
+			if closed || last == nil {
+				s.State = StateFailClosed
+			}
+		})
 
 		d := backoff + rand.N(backoff/4+1)
 		backoff = min(2*backoff, 2*time.Second)

@@ -11,12 +11,12 @@ import (
 // waited, so that a slot a limit shares goes to the oldest. Called with
 // the lock held, after anything that may have freed a server or a slot.
 func (s *Set) dispatch() {
-	if s.paused || s.closed {
+	if s.pausedAll || s.closed {
 		return
 	}
 	var heads []*pool
 	for _, p := range s.pools {
-		if len(p.waiters) > 0 {
+		if len(p.waiters) > 0 && !s.pausedDB[p.id.Database] {
 			heads = append(heads, p)
 		}
 	}
@@ -71,10 +71,13 @@ func (s *Set) doom(sv *Server) {
 // a goroutine of the Set's (Close waits for them) unless the set is
 // closed already. It also tells a Pause when nothing is checked out.
 func (s *Set) unlock() {
-	if s.quiet != nil && s.busy() == 0 {
-		close(s.quiet)
-		s.quiet = nil
-	}
+	s.quiets = slices.DeleteFunc(s.quiets, func(q quiet) bool {
+		if s.busy(q.db) == 0 {
+			close(q.ch)
+			return true
+		}
+		return false
+	})
 	doomed := s.doomed
 	s.doomed = nil
 	if len(doomed) == 0 {
@@ -96,13 +99,22 @@ func (s *Set) unlock() {
 	}()
 }
 
-// busy counts servers checked out or being opened for a Get.
-func (s *Set) busy() int {
+// busy counts servers of database db ("" for all) checked out or being
+// opened for a Get.
+func (s *Set) busy(db string) int {
 	n := 0
 	for _, p := range s.pools {
-		n += len(p.busy) + p.opening
+		if db == "" || p.id.Database == db {
+			n += len(p.busy) + p.opening
+		}
 	}
 	return n
+}
+
+// quiet is a Pause waiting until no server of db is busy.
+type quiet struct {
+	db string
+	ch chan struct{}
 }
 
 // closeServers terminates servers (in parallel: each may take up to

@@ -28,9 +28,9 @@ func (s *Set) addTotal(p *pool, d int) {
 
 func (s *Set) poolLimit(reserve bool) int {
 	if reserve {
-		return s.opts.size() + s.opts.ReserveSize
+		return s.o().size() + s.o().ReserveSize
 	}
-	return s.opts.size()
+	return s.o().size()
 }
 
 // blocked says which limit keeps p from opening a server now, if any; a
@@ -39,9 +39,9 @@ func (s *Set) blocked(p *pool, reserve bool) limit {
 	switch {
 	case p.total >= s.poolLimit(reserve):
 		return sizeLimit
-	case s.opts.MaxDBConns > 0 && s.dbConns[scope{p.id.Member, p.id.Database}] >= s.opts.MaxDBConns:
+	case s.o().MaxDBConns > 0 && s.dbConns[scope{p.id.Member, p.id.Database}] >= s.o().MaxDBConns:
 		return dbLimit
-	case s.opts.MaxUserConns > 0 && s.userConns[scope{p.id.Member, p.id.User}] >= s.opts.MaxUserConns:
+	case s.o().MaxUserConns > 0 && s.userConns[scope{p.id.Member, p.id.User}] >= s.o().MaxUserConns:
 		return userLimit
 	}
 	return noLimit
@@ -51,13 +51,13 @@ func (s *Set) blocked(p *pool, reserve bool) limit {
 func (s *Set) describe(p *pool, l limit, reserve bool) (string, int) {
 	switch l {
 	case dbLimit:
-		return fmt.Sprintf("max_db_connections = %d", s.opts.MaxDBConns), s.dbConns[scope{p.id.Member, p.id.Database}]
+		return fmt.Sprintf("max_db_connections = %d", s.o().MaxDBConns), s.dbConns[scope{p.id.Member, p.id.Database}]
 	case userLimit:
-		return fmt.Sprintf("max_user_connections = %d", s.opts.MaxUserConns), s.userConns[scope{p.id.Member, p.id.User}]
+		return fmt.Sprintf("max_user_connections = %d", s.o().MaxUserConns), s.userConns[scope{p.id.Member, p.id.User}]
 	}
-	what := fmt.Sprintf("default_pool_size = %d", s.opts.size())
-	if reserve && s.opts.ReserveSize > 0 {
-		what += fmt.Sprintf(" + reserve_pool_size = %d", s.opts.ReserveSize)
+	what := fmt.Sprintf("default_pool_size = %d", s.o().size())
+	if reserve && s.o().ReserveSize > 0 {
+		what += fmt.Sprintf(" + reserve_pool_size = %d", s.o().ReserveSize)
 	}
 	return what, p.total
 }

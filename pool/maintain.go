@@ -25,7 +25,7 @@ func (s *Set) Run(ctx context.Context) {
 
 func (s *Set) period() time.Duration {
 	d := time.Second
-	for _, x := range []time.Duration{s.opts.IdleTimeout / 2, s.opts.Lifetime / 2} {
+	for _, x := range []time.Duration{s.o().IdleTimeout / 2, s.o().Lifetime / 2} {
 		if x > 0 && x < d {
 			d = x
 		}
@@ -48,8 +48,8 @@ func (s *Set) maintain(ctx context.Context) {
 		live := p.total - p.closing
 		keep := p.idle[:0]
 		for _, sv := range p.idle {
-			idleTooLong := s.opts.IdleTimeout > 0 && now.Sub(sv.lastUsed) > s.opts.IdleTimeout &&
-				(!p.used || live > s.opts.MinSize)
+			idleTooLong := s.o().IdleTimeout > 0 && now.Sub(sv.lastUsed) > s.o().IdleTimeout &&
+				(!p.used || live > s.o().MinSize)
 			if idleTooLong || s.expired(sv, now) {
 				s.doom(sv)
 				live--
@@ -59,14 +59,14 @@ func (s *Set) maintain(ctx context.Context) {
 		}
 		clear(p.idle[len(keep):])
 		p.idle = keep
-		if p.total == 0 && len(p.waiters) == 0 && (!p.used || s.opts.MinSize == 0) {
+		if p.total == 0 && len(p.waiters) == 0 && (!p.used || s.o().MinSize == 0) {
 			delete(s.pools, id)
 			continue
 		}
-		if s.paused || s.closed || !p.used || p.loginFailing(now) {
+		if s.isPaused(p.id.Database) || s.closed || !p.used || p.loginFailing(now) {
 			continue
 		}
-		for ; live < s.opts.MinSize && s.blocked(p, false) == noLimit; live++ {
+		for ; live < s.o().MinSize && s.blocked(p, false) == noLimit; live++ {
 			p.opening++
 			s.addTotal(p, 1)
 			opens = append(opens, opening{p: p, addr: p.addr, gen: p.gen, reconn: p.reconn})

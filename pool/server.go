@@ -26,6 +26,9 @@ type Server struct {
 	lost atomic.Bool
 	// closeAtPut is set by Drain, Reconnect and Close while checked out.
 	closeAtPut atomic.Bool
+	// Owner is a note of who has it checked out (a session ID), for
+	// SHOW SERVERS; its user sets it.
+	Owner atomic.Uint64
 
 	created, lastUsed time.Time // lastUsed under the Set's lock
 }

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -12,7 +13,7 @@ import (
 // limits across them. All bookkeeping is under one lock; server I/O
 // (opening, checking, resetting, closing) never is.
 type Set struct {
-	opts Options
+	opts atomic.Pointer[Options] // replaced whole by SetOptions
 	open Opener
 	log  *slog.Logger
 
@@ -20,10 +21,11 @@ type Set struct {
 	pools     map[ID]*pool
 	dbConns   map[scope]int
 	userConns map[scope]int
-	paused    bool
+	pausedAll bool            // PAUSE
+	pausedDB  map[string]bool // PAUSE db
 	closed    bool
-	quiet     chan struct{} // for Pause: closed when nothing is checked out
-	doomed    []*Server     // to close once the lock is released
+	quiets    []quiet   // Pauses waiting for their servers to be checked in
+	doomed    []*Server // to close once the lock is released
 
 	closers sync.WaitGroup // closing goroutines; Close waits for them
 }
@@ -34,8 +36,23 @@ func NewSet(opts Options, open Opener) *Set {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Set{opts: opts, open: open, log: log, pools: map[ID]*pool{},
-		dbConns: map[scope]int{}, userConns: map[scope]int{}}
+	s := &Set{open: open, log: log, pools: map[ID]*pool{},
+		dbConns: map[scope]int{}, userConns: map[scope]int{}, pausedDB: map[string]bool{}}
+	s.opts.Store(&opts)
+	return s
+}
+
+func (s *Set) o() *Options { return s.opts.Load() }
+
+// SetOptions applies new settings (a reload): larger limits serve
+// waiters at once; under smaller ones, servers over the pool size close
+// as they are returned.
+func (s *Set) SetOptions(opts Options) {
+	opts.Logger = s.o().Logger
+	s.opts.Store(&opts)
+	s.mu.Lock()
+	s.dispatch()
+	s.unlock()
 }
 
 // Get checks out a server of pool id, whose member is at addr: an idle
@@ -57,8 +74,8 @@ func (s *Set) Get(ctx context.Context, id ID, addr string) (*Server, error) {
 		if opened {
 			return sv, nil
 		}
-		query := s.opts.CheckQuery
-		if s.opts.CheckDelay > 0 && start.Sub(sv.lastUsed) < s.opts.CheckDelay {
+		query := s.o().CheckQuery
+		if s.o().CheckDelay > 0 && start.Sub(sv.lastUsed) < s.o().CheckDelay {
 			query = "" // recently used: the socket check alone
 		}
 		if sv.healthy(ctx, query) {
@@ -113,13 +130,13 @@ func (s *Set) wait(ctx context.Context, w *waiter) (grant, error) {
 	default:
 	}
 	var timeout, reserve <-chan time.Time
-	if d := s.opts.QueryWaitTimeout; d > 0 {
+	if d := s.o().QueryWaitTimeout; d > 0 {
 		t := time.NewTimer(d - time.Since(w.since))
 		defer t.Stop()
 		timeout = t.C
 	}
-	if s.opts.ReserveSize > 0 {
-		t := time.NewTimer(s.opts.reserveTimeout() - time.Since(w.since))
+	if s.o().ReserveSize > 0 {
+		t := time.NewTimer(s.o().reserveTimeout() - time.Since(w.since))
 		defer t.Stop()
 		reserve = t.C
 	}
@@ -166,8 +183,8 @@ func (s *Set) dequeue(w *waiter) bool {
 }
 
 func (s *Set) exhausted(w *waiter) error {
-	e := &ExhaustedError{ID: w.p.id, Waited: s.opts.QueryWaitTimeout, Limit: "paused"}
-	if !s.paused {
+	e := &ExhaustedError{ID: w.p.id, Waited: s.o().QueryWaitTimeout, Limit: "paused"}
+	if !s.isPaused(w.p.id.Database) {
 		e.Limit, e.InUse = s.describe(w.p, max(s.blocked(w.p, w.reserve), sizeLimit), w.reserve)
 	}
 	return e
@@ -232,9 +249,9 @@ func (s *Set) openServer(ctx context.Context, p *pool, addr string, g grant) (*S
 // Reconnect, past Lifetime, or whose set is closed is closed whatever
 // how says. The first waiter of its pool gets it at once.
 func (s *Set) Put(sv *Server, how Release) {
-	if how == Reset && s.opts.ResetQuery != "" && !sv.closeAtPut.Load() {
+	if how == Reset && s.o().ResetQuery != "" && !sv.closeAtPut.Load() {
 		ctx, cancel := context.WithTimeout(context.Background(), resetTimeout)
-		if err := sv.Exec(ctx, s.opts.ResetQuery); err != nil {
+		if err := sv.Exec(ctx, s.o().ResetQuery); err != nil {
 			s.log.Info("closing a server whose reset failed", "member", sv.id.Member, "err", err)
 			how = Close
 		}
@@ -249,7 +266,8 @@ func (s *Set) Put(sv *Server, how Release) {
 	p := sv.p
 	sv.out = false
 	delete(p.busy, sv)
-	if how == Close || s.closed || sv.closeAtPut.Load() || sv.gen != p.gen || s.expired(sv, now) {
+	over := p.total-p.closing > s.poolLimit(true) // the pool shrank (a reload)
+	if how == Close || s.closed || sv.closeAtPut.Load() || sv.gen != p.gen || s.expired(sv, now) || over {
 		s.doom(sv)
 	} else {
 		sv.lastUsed = now
@@ -263,8 +281,8 @@ func (s *Set) Put(sv *Server, how Release) {
 // rejected login for server_login_retry.
 func (s *Set) openFailed(p *pool, err error, now time.Time) {
 	s.addTotal(p, -1)
-	if rejected(err) && s.opts.LoginRetry > 0 {
-		p.loginErr, p.loginUntil = err, now.Add(s.opts.LoginRetry)
+	if rejected(err) && s.o().LoginRetry > 0 {
+		p.loginErr, p.loginUntil = err, now.Add(s.o().LoginRetry)
 	}
 	s.dispatch()
 }
@@ -277,5 +295,5 @@ func (s *Set) opened(p *pool, c *Conn, gen uint64, now time.Time) *Server {
 }
 
 func (s *Set) expired(sv *Server, now time.Time) bool {
-	return s.opts.Lifetime > 0 && now.Sub(sv.created) > s.opts.Lifetime
+	return s.o().Lifetime > 0 && now.Sub(sv.created) > s.o().Lifetime
 }

@@ -50,7 +50,7 @@ func TestReconnect(t *testing.T) {
 	busy := get(t, s, idA)
 	s.Put(get(t, s, idA), pool.Idle)
 	s.Put(get(t, s, idD), pool.Idle)
-	s.Reconnect("m1")
+	s.Reconnect("m1", "")
 	testbed.Eventually(t, 5*time.Second, "the idle server to close", func() bool { return stat(s, idA).Closed == 1 })
 	if busy.Lost() {
 		t.Fatal("a reconnected server is not lost")
@@ -60,7 +60,7 @@ func TestReconnect(t *testing.T) {
 	if st := stat(s, idD); st.Idle != 1 || st.Closed != 0 {
 		t.Fatalf("other member: %+v", st)
 	}
-	s.Reconnect("")
+	s.Reconnect("", "")
 	testbed.Eventually(t, 5*time.Second, "every idle server to close", func() bool { return stat(s, idD).Closed == 1 })
 	testbed.Eventually(t, 5*time.Second, "every fake server to end", func() bool { return f.live() == 0 })
 }
@@ -72,11 +72,11 @@ func TestPauseResume(t *testing.T) {
 	s.Put(get(t, s, idA), pool.Idle)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Millisecond)
 	defer cancel()
-	if err := s.Pause(ctx); !errors.Is(err, context.DeadlineExceeded) { // paused, still waiting
+	if err := s.Pause(ctx, ""); !errors.Is(err, context.DeadlineExceeded) { // paused, still waiting
 		t.Fatalf("Pause with a server out: %v", err)
 	}
 	paused := make(chan error, 1)
-	go func() { paused <- s.Pause(t.Context()) }()
+	go func() { paused <- s.Pause(t.Context(), "") }()
 	ch := getQueued(t, t.Context(), s, idA) // waits although a server is idle
 	select {
 	case err := <-paused:
@@ -92,27 +92,27 @@ func TestPauseResume(t *testing.T) {
 	}
 	ctx, cancel = context.WithTimeout(t.Context(), 10*time.Millisecond)
 	defer cancel()
-	if err := s.Pause(ctx); err != nil { // nothing checked out: at once
+	if err := s.Pause(ctx, ""); err != nil { // nothing checked out: at once
 		t.Fatal(err)
 	}
-	s.Resume()
+	s.Resume("")
 	r := recv(t, s, ch)
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
 	ctx, cancel = context.WithTimeout(t.Context(), 10*time.Millisecond)
 	defer cancel()
-	if err := s.Pause(ctx); !errors.Is(err, context.DeadlineExceeded) {
+	if err := s.Pause(ctx, ""); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Pause with a server out: %v", err)
 	}
 	// Paused, a Get gives up after query_wait_timeout and says why.
 	s2 := newSet(t, f, pool.Options{QueryWaitTimeout: 10 * time.Millisecond})
-	s2.Pause(t.Context())
+	s2.Pause(t.Context(), "")
 	if _, err := s2.Get(t.Context(), idA, "addr"); err == nil || err.Error() !=
 		`no server connection for pool "db/u" on member m1 within query_wait_timeout (0.01s): pool is paused` {
 		t.Fatalf("paused Get: %v", err)
 	}
-	s.Resume()
+	s.Resume("")
 	s.Put(r.sv, pool.Idle)
 }
 

@@ -26,6 +26,23 @@ const retryStep = 50 * time.Millisecond
 // *pool.ServerError.
 func (p *pooled) acquire(ctx context.Context) (*pool.Server, error) {
 	s := p.s
+	start := time.Now()
+	s.waitingFrom.Store(start.UnixNano())
+	s.ln.stats.Waiting.Add(1)
+	sv, err := p.acquireServer(ctx)
+	s.ln.stats.Waiting.Add(-1)
+	s.waitingFrom.Store(0)
+	if err == nil {
+		d := time.Since(start)
+		s.totals.Assignments.Add(1)
+		s.totals.WaitTime.Add(d.Microseconds())
+		s.ln.obs.Wait(d)
+	}
+	return sv, err
+}
+
+func (p *pooled) acquireServer(ctx context.Context) (*pool.Server, error) {
+	s := p.s
 	wait := s.srv.confirmWait()
 	var (
 		deadline time.Time

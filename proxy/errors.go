@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -65,6 +66,7 @@ func newClientError(code, format string, args ...any) *clientError {
 type KillCause struct {
 	SQLState string
 	Message  string
+	Reason   EndReason // for metrics; EndKilled if empty
 }
 
 func (k *KillCause) Error() string { return k.Message }
@@ -73,11 +75,11 @@ func (k *KillCause) Error() string { return k.Message }
 // it was chosen for: 57P01, naming the member and what it lost.
 func RoleLost(l *router.Loss) *KillCause {
 	if l.Role == topology.RolePrimary {
-		return &KillCause{SQLState: codeAdminShutdown, Message: fmt.Sprintf(
+		return &KillCause{SQLState: codeAdminShutdown, Reason: EndRoleLost, Message: fmt.Sprintf(
 			"terminating connection because server %q is no longer the primary: it %s; reconnect to reach the current primary",
 			l.Backend, l.Why)}
 	}
-	return &KillCause{SQLState: codeAdminShutdown, Message: fmt.Sprintf(
+	return &KillCause{SQLState: codeAdminShutdown, Reason: EndRoleLost, Message: fmt.Sprintf(
 		"terminating connection because server %q no longer serves listener %q as a %s: it %s; reconnect",
 		l.Backend, l.Listener, l.Role, l.Why)}
 }
@@ -240,3 +242,24 @@ func (e *requestError) Unwrap() error { return e.cause }
 
 // encode renders the ErrorResponse the client gets.
 func (e *requestError) encode() []byte { return encodeError(e) }
+
+// errorCode is the SQLSTATE of an ErrorResponse message (type byte
+// included), "" if it has none.
+func errorCode(msg []byte) string {
+	if len(msg) < 5 {
+		return ""
+	}
+	body := msg[5:]
+	for len(body) > 0 && body[0] != 0 {
+		field := body[0]
+		end := bytes.IndexByte(body[1:], 0)
+		if end < 0 {
+			return ""
+		}
+		if field == 'C' {
+			return string(body[1 : 1+end])
+		}
+		body = body[2+end:]
+	}
+	return ""
+}

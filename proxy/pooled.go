@@ -51,10 +51,15 @@ func (s *session) runPooled(ctx, loginCtx context.Context) error {
 	if s.ln.mode == PoolSession {
 		p.mode = pooler.Session
 	}
+	// The database's row exists once a client has logged in to it: a
+	// login that fails (a database that does not exist) adds none.
+	s.totals = &Totals{}
 	defer p.release(ctx)
 	if err := s.phase(loginCtx, func() error { return p.login(ctx, loginCtx) }); err != nil {
 		return err
 	}
+	s.pooled.Store(p) // its machine is used under p.mu from now on
+
 	s.ln.stats.Sessions.Add(1)
 	return p.serve(ctx)
 }
@@ -92,6 +97,12 @@ func (p *pooled) client(ctx context.Context, msg []byte) (done bool, err error) 
 	}
 	st := p.m.Client(msg)
 	p.mu.Unlock()
+	switch msg[0] {
+	case 'P':
+		p.s.totals.ClientParses.Add(1)
+	case 'B':
+		p.s.totals.Binds.Add(1)
+	}
 	if st.Terminate {
 		p.flushServer()
 		return true, nil
@@ -110,6 +121,7 @@ func (p *pooled) client(ctx context.Context, msg []byte) (done bool, err error) 
 				return false, err
 			}
 			p.s.srv.log.Info("request failed: no server", "session", p.s.id, "listener", p.s.ln.name, "err", err)
+			p.s.ln.obs.Error(sqlstateClass(re.Code))
 			p.mu.Lock()
 			st = p.m.Fail(msg, re.encode())
 			p.mu.Unlock()
@@ -136,6 +148,7 @@ func (p *pooled) client(ctx context.Context, msg []byte) (done bool, err error) 
 	if !st.Forward {
 		return false, nil
 	}
+	p.s.timing.begin()
 	if st.Send != nil {
 		p.out = append(p.out, st.Send...)
 	} else {
@@ -172,6 +185,7 @@ func (p *pooled) reply(b []byte) error {
 // run).
 func (p *pooled) attach(sv *pool.Server) {
 	p.sv, p.outTo = sv, sv
+	sv.Owner.Store(p.s.id)
 	p.s.mu.Lock()
 	p.s.server = sv.Conn
 	p.s.mu.Unlock()

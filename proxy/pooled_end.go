@@ -14,7 +14,7 @@ import (
 // or clears it. The session goroutine calls it before each read, and the
 // reader when a ReadyForQuery leaves the client idle.
 func (p *pooled) armIdle(ctx context.Context) error {
-	o := p.s.ln.popts
+	o := p.s.ln.popts.Load()
 	if o.ClientIdleTimeout <= 0 && o.IdleTransactionTimeout <= 0 {
 		return nil
 	}
@@ -94,7 +94,7 @@ func (p *pooled) release(ctx context.Context) {
 		if p.mode == pooler.Session || pinned {
 			how = pool.Reset
 			pooler.Reset(sv.Params, &sv.Tag)
-			if pooler.Deallocates(p.s.ln.popts.ResetQuery) {
+			if pooler.Deallocates(p.s.ln.popts.Load().ResetQuery) {
 				sv.Statements = nil
 			}
 		}

@@ -45,6 +45,12 @@ func (p *pooled) login(ctx, loginCtx context.Context) error {
 		}
 		return err
 	}
+	// The server accepted the database: from now on the client counts
+	// into its row (no reader runs yet).
+	login := s.totals
+	s.totals = s.ln.dbTotals.get(p.db)
+	s.totals.Assignments.Add(login.Assignments.Load())
+	s.totals.WaitTime.Add(login.WaitTime.Load())
 	want := s.ln.welcome.get(p.db, p.user)
 	if want == nil {
 		want = map[string]string{}
@@ -54,7 +60,7 @@ func (p *pooled) login(ctx, loginCtx context.Context) error {
 	}
 	p.m = pooler.New(p.mode, want)
 	p.m.Startup(settings)
-	p.m.TrackStatements(s.srv.statements, s.ln.popts.MaxPrepared)
+	p.m.TrackStatements(s.srv.statements, s.ln.popts.Load().MaxPrepared)
 	p.attach(sv)
 	if setup := p.m.Attach(sv.Params, &sv.Tag, &sv.Statements); setup != nil {
 		if err := p.runSetup(sv, setup); err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/switchyard-proxy/switchyard/internal/testbed"
+	"github.com/switchyard-proxy/switchyard/proxy"
 )
 
 // Protocol-level prepared statements through transaction pooling: the
@@ -333,7 +334,7 @@ func TestPooledPreparedStatements(t *testing.T) {
 			px := poolSetup{pool: "default_pool_size = 1\n" + sc.pool}.start(t)
 			dsn := px.dsn("tx", testbed.UserSCRAM)
 			srv := px.Pools()
-			got := sc.run(t, ctx, [2]*wire{dialProtocol(t, ctx, dsn), dialProtocol(t, ctx, dsn)}, func() { srv.Reconnect("") })
+			got := sc.run(t, ctx, [2]*wire{dialProtocol(t, ctx, dsn), dialProtocol(t, ctx, dsn)}, func() { srv.Reconnect(proxy.Target{}, "") })
 			if strings.Join(got, "\n") != strings.Join(want, "\n") {
 				t.Fatalf("through tx:\n%s\nwant (PostgreSQL):\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 			}

@@ -75,6 +75,7 @@ func (p *pooled) fromServer(ctx context.Context, sv *pool.Server, msg []byte) (d
 		p.s.srv.log.Warn("re-applying a client's settings on a server failed", "session", p.s.id,
 			"backend", sv.Member, "err", serverRejected(st.SetupFailed))
 	}
+	p.count(msg, st.Forward)
 	cw := &p.s.cw
 	cw.queue(st.Before)
 	switch {
@@ -100,6 +101,24 @@ func (p *pooled) fromServer(ctx context.Context, sv *pool.Server, msg []byte) (d
 		return true, nil
 	}
 	return false, nil
+}
+
+// count counts a server message into the client's stats: requests and
+// transactions when their ReadyForQuery goes to the client, every Parse
+// the server completed, and the class of every error the client gets.
+func (p *pooled) count(msg []byte, forward bool) {
+	switch msg[0] {
+	case 'Z':
+		if forward && len(msg) > 5 {
+			p.s.timing.ready(msg[5], p.s.totals, p.s.ln.obs)
+		}
+	case '1':
+		p.s.totals.ServerParses.Add(1)
+	case 'E':
+		if forward {
+			p.s.ln.obs.Error(sqlstateClass(errorCode(msg)))
+		}
+	}
 }
 
 // serverGone handles the attached server's failure: the server goes, and

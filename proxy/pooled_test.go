@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/switchyard-proxy/switchyard/internal/testbed"
+	"github.com/switchyard-proxy/switchyard/proxy"
 )
 
 // poolSetup is a Switchyard with pooled listeners on the primary: "tx"
@@ -95,13 +96,13 @@ func TestPooledPauseResumeReconnect(t *testing.T) {
 	mustQuery(t, ctx, a, "BEGIN")
 
 	short, cancelShort := context.WithTimeout(ctx, 300*time.Millisecond)
-	err := srv.Pause(short)
+	err := srv.Pause(short, proxy.Target{})
 	cancelShort()
 	if err == nil {
 		t.Fatal("PAUSE returned while a transaction held a server")
 	}
 	mustQuery(t, ctx, a, "COMMIT")
-	if err := srv.Pause(ctx); err != nil {
+	if err := srv.Pause(ctx, proxy.Target{}); err != nil {
 		t.Fatalf("PAUSE with every server idle: %v", err)
 	}
 	done := make(chan error, 1)
@@ -111,13 +112,13 @@ func TestPooledPauseResumeReconnect(t *testing.T) {
 		t.Fatalf("a transaction ran while paused: %v", err)
 	case <-time.After(300 * time.Millisecond):
 	}
-	srv.Resume()
+	srv.Resume(proxy.Target{})
 	if err := <-done; err != nil {
 		t.Fatalf("after RESUME: %v", err)
 	}
 
 	before := mustQuery(t, ctx, a, "SELECT pg_backend_pid()")[0]
-	srv.Reconnect("")
+	srv.Reconnect(proxy.Target{}, "")
 	testbed.Eventually(t, 5*time.Second, "RECONNECT replaces the idle servers", func() bool {
 		return mustQuery(t, ctx, a, "SELECT pg_backend_pid()")[0] != before
 	})

@@ -72,7 +72,7 @@ func (s *Server) confirmOpen(ctx context.Context, c *pool.Conn) error {
 // transaction ends. Clients waiting for one of them route again. The
 // applier calls it with each topology change.
 func (s *Server) Drain(member string) {
-	for _, l := range s.listeners {
+	for _, l := range s.all() {
 		if l.pools != nil {
 			if n := l.pools.Drain(member); n > 0 {
 				s.log.Info("pooled server connections closed: member lost its role", "listener", l.name, "member", member, "closed", n)
@@ -81,51 +81,9 @@ func (s *Server) Drain(member string) {
 	}
 }
 
-// Pause holds new transactions on every pooled listener and waits until
-// no server connection is in use (pgbouncer's PAUSE). ctx bounds the wait;
-// the pools stay paused either way until Resume.
-func (s *Server) Pause(ctx context.Context) error {
-	var errs []error
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	for _, l := range s.listeners {
-		if l.pools == nil {
-			continue
-		}
-		wg.Go(func() {
-			if err := l.pools.Pause(ctx); err != nil {
-				mu.Lock()
-				errs = append(errs, fmt.Errorf("listener %q: %w", l.name, err))
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	return errors.Join(errs...)
-}
-
-// Resume lets held transactions run (pgbouncer's RESUME).
-func (s *Server) Resume() {
-	for _, l := range s.listeners {
-		if l.pools != nil {
-			l.pools.Resume()
-		}
-	}
-}
-
-// Reconnect closes every pooled server connection to member ("" for all)
-// as soon as it is idle (pgbouncer's RECONNECT).
-func (s *Server) Reconnect(member string) {
-	for _, l := range s.listeners {
-		if l.pools != nil {
-			l.pools.Reconnect(member)
-		}
-	}
-}
-
 // PoolStats are the pools of the named listener, nil if it does not pool.
 func (s *Server) PoolStats(listener string) []pool.Stats {
-	for _, l := range s.listeners {
+	for _, l := range s.all() {
 		if l.name == listener && l.pools != nil {
 			return l.pools.Stats()
 		}

@@ -26,16 +26,27 @@ func (s *session) relay(ctx context.Context) error {
 			switch t {
 			case 'X':
 				terminated.Store(true)
+				return
 			case 'Q', 'S', 'F': // each is answered by one ReadyForQuery
 				s.pending.Add(1)
+			case 'P':
+				s.totals.ClientParses.Add(1)
+			case 'B':
+				s.totals.Binds.Add(1)
 			}
+			s.timing.begin()
 		})
 		s.cancel(err)
 	}()
-	var f wire.Framer
+	f := wire.Framer{Ready: func(status byte) { s.timing.ready(status, s.totals, s.ln.obs) }}
 	outErr := pump(&s.cw, s.server.R, &f, SideServer, s.countOut, func(t byte) {
-		if t == 'Z' {
+		switch t {
+		case 'Z':
 			s.pending.Add(-1)
+		case '1':
+			s.totals.ServerParses.Add(1)
+		case 'E':
+			s.ln.obs.Error("")
 		}
 	})
 	s.cancel(outErr)
@@ -61,11 +72,13 @@ func (s *session) relay(ctx context.Context) error {
 func (s *session) countIn(n int) {
 	s.bytesIn.Add(int64(n))
 	s.ln.stats.BytesIn.Add(int64(n))
+	s.totals.Received.Add(int64(n))
 }
 
 func (s *session) countOut(n int) {
 	s.bytesOut.Add(int64(n))
 	s.ln.stats.BytesOut.Add(int64(n))
+	s.totals.Sent.Add(int64(n))
 }
 
 const copyBufSize = 32 << 10

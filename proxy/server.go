@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -97,6 +98,12 @@ type Options struct {
 	// pass authentication through.
 	Auth   Auth
 	Logger *slog.Logger
+	// Observe returns the observer of a listener's requests, waits,
+	// errors and ends, for metrics; nil observes nothing.
+	Observe func(listener string) Observer
+	// Console serves clients that ask for database "pgbouncer" or
+	// "switchyard"; nil refuses them like any unknown database.
+	Console Console
 }
 
 // Server is the relay proxy.
@@ -106,10 +113,15 @@ type Server struct {
 	tlsConfig *tls.Config
 	registry  *Registry
 	cancels   cancelMap
+	clients   clientTable
 	// statements are the prepared statements transaction-mode clients
 	// share, proxy-wide.
 	statements *pooler.Registry
-	listeners  []*listener
+	lns        atomic.Pointer[[]*listener] // copy on write: reloads add and remove
+
+	lnMu     sync.Mutex // serialises changes of lns and the start of serving
+	serving  *serving   // set by Serve; nil before and after
+	stopping bool
 
 	starting  atomic.Int64 // connections without a StartupMessage yet
 	active    atomic.Int64 // clients counted against MaxClients
@@ -129,8 +141,18 @@ type listener struct {
 	mode  Mode
 	ln    net.Listener
 	stats *Counters
-	pools *pool.Set // pooled listeners only
-	popts PoolOptions
+	pools *pool.Set                   // pooled listeners only
+	popts atomic.Pointer[PoolOptions] // replaced by a reload
+	obs   Observer
+	// sessions counts the listener's sessions, so that a listener a
+	// reload removed closes its pools once the last one has ended.
+	sessions   sync.WaitGroup
+	removed    atomic.Bool
+	acceptDone chan struct{} // closed when its accept loop has returned
+	// relayTotals are a relay listener's SHOW STATS row; dbTotals a
+	// pooled listener's, by database.
+	relayTotals Totals
+	dbTotals    totalsTable
 	// welcome caches each pool's server parameters, so that a client
 	// logs in without waiting for a server.
 	welcome welcomeCache
@@ -161,26 +183,151 @@ func New(opts Options) *Server {
 
 // Listen binds every listener, or none.
 func (s *Server) Listen() error {
+	var ls []*listener
 	for _, l := range s.opts.Listeners {
-		ln, err := net.Listen("tcp", l.Address)
+		nl, err := s.bind(l)
 		if err != nil {
-			s.Close()
-			return fmt.Errorf("listener %q: %w", l.Name, err)
+			for _, o := range ls {
+				o.ln.Close()
+			}
+			return err
 		}
-		nl := &listener{name: l.Name, role: l.Role, mode: l.Mode, ln: ln, stats: &Counters{}, popts: l.Pool}
-		if l.Mode != Relay {
-			po := l.Pool.Options
-			po.Logger = s.log.With("listener", l.Name)
-			nl.pools = pool.NewSet(po, s.opener(nl))
-		}
-		s.listeners = append(s.listeners, nl)
+		ls = append(ls, nl)
+	}
+	s.lns.Store(&ls)
+	return nil
+}
+
+// bind opens one listener's socket and builds its pools.
+func (s *Server) bind(l Listener) (*listener, error) {
+	ln, err := net.Listen("tcp", l.Address)
+	if err != nil {
+		return nil, fmt.Errorf("listener %q: %w", l.Name, err)
+	}
+	nl := &listener{name: l.Name, role: l.Role, mode: l.Mode, ln: ln, stats: &Counters{}, obs: nopObserver{},
+		acceptDone: make(chan struct{})}
+	nl.popts.Store(&l.Pool)
+	if s.opts.Observe != nil {
+		nl.obs = s.opts.Observe(l.Name)
+	}
+	if l.Mode != Relay {
+		po := l.Pool.Options
+		po.Logger = s.log.With("listener", l.Name)
+		nl.pools = pool.NewSet(po, s.opener(nl))
+	}
+	return nl, nil
+}
+
+// all is every listener, those draining after a reload removed them too.
+func (s *Server) all() []*listener {
+	if p := s.lns.Load(); p != nil {
+		return *p
 	}
 	return nil
 }
 
+// AddListener binds and serves a new listener (a reload added it).
+func (s *Server) AddListener(l Listener) error {
+	s.lnMu.Lock()
+	defer s.lnMu.Unlock()
+	for _, o := range s.all() {
+		if o.name == l.Name {
+			return fmt.Errorf("listener %q exists already", l.Name)
+		}
+	}
+	if s.stopping {
+		return errors.New("shutting down")
+	}
+	nl, err := s.bind(l)
+	if err != nil {
+		return err
+	}
+	ls := append(slices.Clone(s.all()), nl)
+	s.lns.Store(&ls)
+	if s.serving != nil {
+		s.serving.start(s, nl)
+	}
+	return nil
+}
+
+// RemoveListener stops accepting on a listener (a reload removed it). Its
+// sessions go on until they end; then its pools close and it is gone.
+func (s *Server) RemoveListener(name string) error {
+	s.lnMu.Lock()
+	defer s.lnMu.Unlock()
+	var l *listener
+	for _, o := range s.all() {
+		if o.name == name && !o.removed.Load() {
+			l = o
+		}
+	}
+	if l == nil {
+		return fmt.Errorf("no listener %q", name)
+	}
+	l.removed.Store(true)
+	l.ln.Close()
+	if s.serving == nil {
+		s.forget(l)
+		return nil
+	}
+	s.serving.background.Go(func() {
+		<-l.acceptDone // no session starts after this
+		l.sessions.Wait()
+		if l.pools != nil {
+			l.pools.Close()
+		}
+		s.lnMu.Lock()
+		s.forget(l)
+		s.lnMu.Unlock()
+		s.log.Info("removed listener drained", "listener", l.name)
+	})
+	return nil
+}
+
+// forget drops l from the list (under lnMu).
+func (s *Server) forget(l *listener) {
+	ls := slices.DeleteFunc(slices.Clone(s.all()), func(o *listener) bool { return o == l })
+	s.lns.Store(&ls)
+}
+
+// SetPoolOptions applies a reload's pool settings to a pooled listener.
+func (s *Server) SetPoolOptions(name string, o PoolOptions) error {
+	for _, l := range s.all() {
+		if l.name == name && !l.removed.Load() {
+			if l.pools == nil {
+				return fmt.Errorf("listener %q relays", name)
+			}
+			l.popts.Store(&o)
+			l.pools.SetOptions(o.Options)
+			return nil
+		}
+	}
+	return fmt.Errorf("no listener %q", name)
+}
+
+// serving is what Serve runs for each listener: its accept loop and its
+// pools' upkeep.
+type serving struct {
+	ctx, maint context.Context
+	accepting  sync.WaitGroup
+	upkeep     sync.WaitGroup
+	background sync.WaitGroup // removed listeners draining
+}
+
+func (sv *serving) start(s *Server, l *listener) {
+	sv.accepting.Go(func() {
+		defer close(l.acceptDone)
+		s.accept(sv.ctx, l)
+	})
+	if l.pools != nil {
+		sv.upkeep.Go(func() { l.pools.Run(sv.maint) })
+	}
+	s.log.Info("listening", "listener", l.name, "address", l.ln.Addr().String(), "role", l.role, "pool_mode", l.mode)
+}
+
 // Addr returns the bound address of the named listener.
 func (s *Server) Addr(name string) net.Addr {
-	for _, l := range s.listeners {
+	for _, l := range s.all() {
 		if l.name == name {
 			return l.ln.Addr()
 		}
@@ -199,7 +346,7 @@ func (s *Server) Registry() *Registry { return s.registry }
 // Close releases the listeners. Serve calls it on shutdown; a caller that
 // gives up between Listen and Serve calls it itself.
 func (s *Server) Close() {
-	for _, l := range s.listeners {
+	for _, l := range s.all() {
 		l.ln.Close()
 	}
 }
@@ -208,34 +355,39 @@ func (s *Server) Close() {
 // accepting, lets sessions finish for up to ShutdownTimeout, then ends the
 // rest with 57P01 and returns once every session is gone.
 func (s *Server) Serve(ctx context.Context) error {
-	var accepting sync.WaitGroup
-	for _, l := range s.listeners {
-		accepting.Add(1)
-		go func() {
-			defer accepting.Done()
-			s.accept(ctx, l)
-		}()
-		s.log.Info("listening", "listener", l.name, "address", l.ln.Addr().String(), "role", l.role)
-	}
 	maint, stopMaint := context.WithCancel(context.Background())
-	var maintaining sync.WaitGroup
-	for _, l := range s.listeners {
-		if l.pools != nil {
-			maintaining.Go(func() { l.pools.Run(maint) })
-		}
+	sv := &serving{ctx: ctx, maint: maint}
+	s.lnMu.Lock()
+	s.serving = sv
+	for _, l := range s.all() {
+		sv.start(s, l)
 	}
+	s.lnMu.Unlock()
 	defer func() {
 		stopMaint()
-		maintaining.Wait()
-		for _, l := range s.listeners {
+		sv.upkeep.Wait()
+		for _, l := range s.all() {
 			if l.pools != nil {
 				l.pools.Close()
 			}
 		}
+		sv.background.Wait()
+		s.lnMu.Lock()
+		s.serving = nil
+		s.lnMu.Unlock()
 	}()
 	<-ctx.Done()
+	s.lnMu.Lock()
+	s.stopping = true
+	s.lnMu.Unlock()
 	s.Close()
-	accepting.Wait()
+	sv.accepting.Wait()
+	// Console clients hold no transaction: they need not hold up the drain.
+	s.clients.each(func(sess *session) {
+		if sess.console {
+			sess.cancel(shutdownCause)
+		}
+	})
 
 	s.log.Info("shutting down", "sessions", s.active.Load(), "shutdown_timeout", s.opts.ShutdownTimeout)
 	drained := make(chan struct{})
@@ -296,10 +448,13 @@ func (s *Server) startSession(l *listener, conn net.Conn) {
 	sess := &session{
 		srv: s, id: s.nextID.Add(1), ln: l, start: time.Now(), cancel: cancel,
 		client: conn, cr: newClientReader(conn), cw: clientWriter{conn: conn},
+		totals: &l.relayTotals,
 	}
 	s.sessions.Add(1)
+	l.sessions.Add(1)
 	go func() {
 		defer s.sessions.Done()
+		defer l.sessions.Done()
 		defer cancel(nil)
 		sess.serve(ctx)
 	}()
@@ -311,6 +466,7 @@ func (s *Server) admit(sess *session) error {
 	s.starting.Add(-1)
 	sess.ln.stats.Starting.Add(-1)
 	sess.admitted = true
+	s.clients.add(sess)
 	sess.ln.stats.Active.Add(1)
 	if n := s.active.Add(1); s.opts.MaxClients > 0 && n > int64(s.opts.MaxClients) {
 		sess.ln.stats.Refused.Add(1)
@@ -323,6 +479,7 @@ func (s *Server) admit(sess *session) error {
 // release undoes startSession's and admit's counting.
 func (s *Server) release(sess *session) {
 	if sess.admitted {
+		s.clients.remove(sess)
 		s.active.Add(-1)
 		sess.ln.stats.Active.Add(-1)
 		return
@@ -344,7 +501,7 @@ func (s *Server) shout(msg string, args ...any) {
 // Stats returns the live counters of the named listener, nil if there is
 // none.
 func (s *Server) Stats(listener string) *Counters {
-	for _, l := range s.listeners {
+	for _, l := range s.all() {
 		if l.name == listener {
 			return l.stats
 		}

@@ -49,6 +49,12 @@ type session struct {
 	// cancelled.
 	pending           atomic.Int64
 	bytesIn, bytesOut atomic.Int64
+
+	console     bool                   // an admin console client
+	pooled      atomic.Pointer[pooled] // a pooled client's state, for SHOW CLIENTS
+	totals      *Totals                // the SHOW STATS row the session counts into
+	timing      timing                 // of its requests and transactions
+	waitingFrom atomic.Int64           // unix nanos since a pooled client waits for a server, else 0
 }
 
 // serve runs the session to its end, tells the client why when it
@@ -59,6 +65,47 @@ func (s *session) serve(ctx context.Context) {
 	err := s.run(ctx)
 	s.finish(ctx, err)
 	s.logEnd(err)
+	s.ln.obs.Ended(s.endReason(err))
+}
+
+// endReason names why the session ended, from a bounded set, for metrics.
+func (s *session) endReason(err error) EndReason {
+	var (
+		ce *clientError
+		kc *KillCause
+		pe *protocolError
+		se *silentError
+	)
+	switch {
+	case err == nil && s.startup == nil:
+		return EndCancelRequest
+	case err == nil:
+		return EndClient
+	case errors.As(err, &kc):
+		if kc.Reason != "" {
+			return kc.Reason
+		}
+		return EndKilled
+	case errors.Is(err, errServerRejected), errors.Is(err, errServerClosed):
+		return EndServerRefused
+	case errors.Is(err, errStartupTimeout), errors.Is(err, errLoginTimeout):
+		return EndTimeout
+	case errors.As(err, &se), errors.As(err, &pe):
+		return EndProtocol
+	case sideOf(err) == SideServer:
+		return EndServerLost
+	case errors.As(err, &ce):
+		switch ce.Code {
+		case codeIdleSession, codeIdleInTransaction:
+			return EndTimeout
+		case codeProtocolViolation:
+			return EndProtocol
+		}
+		return EndRefused
+	case sideOf(err) == SideClient:
+		return EndClient
+	}
+	return EndInternal
 }
 
 // run is the session's life. It returns why the session ended (nil for a
@@ -77,8 +124,12 @@ func (s *session) run(ctx context.Context) error {
 	if err != nil || s.startup == nil {
 		return err
 	}
+	s.console = s.srv.opts.Console != nil && IsConsole(s.startup.params["database"])
 	if err := s.srv.admit(s); err != nil {
 		return err
+	}
+	if s.console {
+		return s.runConsole(ctx, loginCtx)
 	}
 	if s.ln.mode != Relay {
 		return s.runPooled(ctx, loginCtx)
@@ -92,6 +143,7 @@ func (s *session) run(ctx context.Context) error {
 		return err
 	}
 	s.ln.stats.Sessions.Add(1)
+	s.totals.Assignments.Add(1)
 	return s.relay(ctx)
 }
 
@@ -155,6 +207,7 @@ func (s *session) finish(ctx context.Context, err error) {
 	if renderable(err) {
 		s.cw.sendError(err)
 		s.ln.stats.Errors.Add(1)
+		s.ln.obs.Error(sqlstateClass(errorResponse(err).Code))
 	}
 	s.mu.Lock()
 	client, server := s.client, s.server

@@ -32,7 +32,7 @@ func (r *Router) Check(b Binding) *Loss { return r.Lost(r.snap.Load(), b) }
 // snapshot arrives. A suspect member (one failed health check) still
 // serves its sessions.
 func (r *Router) Lost(t *topology.Snapshot, b Binding) *Loss {
-	p, ok := r.ports[b.Listener]
+	p, ok := r.port(b.Listener)
 	if !ok {
 		return nil
 	}

@@ -15,8 +15,8 @@ import (
 // read with one atomic load per call.
 type Router struct {
 	snap   atomic.Pointer[topology.Snapshot]
-	ports  map[string]*port
-	counts func() map[string]int // live sessions per member, for least-connections
+	ports  atomic.Pointer[map[string]*port] // replaced whole by SetPorts
+	counts func() map[string]int            // live sessions per member, for least-connections
 
 	mu      sync.Mutex    // serialises Update
 	changed chan struct{} // closed and replaced by every Update
@@ -30,12 +30,35 @@ type port struct {
 // New returns a Router for ports. counts, which may be nil, reports live
 // sessions per member for least-connections balancing.
 func New(ports []Port, counts func() map[string]int) *Router {
-	r := &Router{ports: make(map[string]*port, len(ports)), counts: counts, changed: make(chan struct{})}
-	for _, p := range ports {
-		r.ports[p.Name] = &port{Port: p}
-	}
+	r := &Router{counts: counts, changed: make(chan struct{})}
+	r.SetPorts(ports)
 	r.snap.Store(&topology.Snapshot{})
 	return r
+}
+
+// SetPorts replaces the ports (a reload that adds, removes or changes
+// listeners). A port kept under the same name keeps its round-robin
+// position.
+func (r *Router) SetPorts(ports []Port) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.ports.Load()
+	m := make(map[string]*port, len(ports))
+	for _, p := range ports {
+		np := &port{Port: p}
+		if old != nil {
+			if op, ok := (*old)[p.Name]; ok {
+				np.next.Store(op.next.Load())
+			}
+		}
+		m[p.Name] = np
+	}
+	r.ports.Store(&m)
+}
+
+func (r *Router) port(name string) (*port, bool) {
+	p, ok := (*r.ports.Load())[name]
+	return p, ok
 }
 
 // Update publishes t and wakes the sessions waiting for a primary, and
@@ -64,7 +87,7 @@ func (r *Router) Snapshot() *topology.Snapshot { return r.snap.Load() }
 // on any listener before the first snapshot it waits as long for that, or
 // until ctx ends. Suspect members get no new sessions.
 func (r *Router) Candidates(ctx context.Context, listener string) ([]topology.Member, error) {
-	p, ok := r.ports[listener]
+	p, ok := r.port(listener)
 	if !ok {
 		return nil, fmt.Errorf("router: unknown listener %q", listener)
 	}

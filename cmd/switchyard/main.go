@@ -49,7 +49,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	log := newLogger(cfg.Log, stderr)
+	level := new(slog.LevelVar)
+	log := newLogger(cfg.Log, level, stderr)
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err == nil {
@@ -63,16 +64,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := serve(ctx, cfg, log); err != nil {
+	if err := serve(ctx, cfg, log, app.Options{Path: *path, Version: version, Level: level}); err != nil {
 		log.Error("switchyard stopped", "err", err)
 		return 1
 	}
 	return 0
 }
 
-func newLogger(c config.Log, w io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(c.Level)) // validated by config
+func newLogger(c config.Log, level *slog.LevelVar, w io.Writer) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(c.Level)) // validated by config
+	level.Set(lv)
 	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
@@ -80,11 +82,33 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	a, err := app.New(cfg, log)
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, opts app.Options) error {
+	a, err := app.New(cfg, log, opts)
 	if err != nil {
 		return err
 	}
-	log.Info("switchyard starting", "version", version, "cluster", cfg.Cluster.Name, "discovery", cfg.Cluster.Discovery)
-	return a.Run(ctx)
+	log.Info("switchyard starting", "version", version, "cluster", cfg.Cluster.Name, "discovery", cfg.Cluster.Discovery,
+		"admin", a.AdminAddr().String())
+	// SIGHUP re-reads the file; a file that does not load changes nothing.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reloadsDone := make(chan struct{})
+	rctx, stopReloads := context.WithCancel(ctx)
+	go func() {
+		defer close(reloadsDone)
+		for {
+			select {
+			case <-rctx.Done():
+				return
+			case <-hup:
+				log.Info("SIGHUP: reloading the configuration", "file", opts.Path)
+				a.Reload() // logs what it did, and every error
+			}
+		}
+	}()
+	err = a.Run(ctx)
+	stopReloads()
+	<-reloadsDone
+	return err
 }

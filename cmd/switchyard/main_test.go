@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/switchyard-proxy/switchyard/internal/testbed"
 )
 
 func TestVersionAndCheck(t *testing.T) {
@@ -42,8 +44,10 @@ func TestBadConfigNamesFileLineAndKey(t *testing.T) {
 	}
 }
 
-// The real binary stops on SIGTERM: it closes its listeners and exits 0.
-func TestSIGTERMStopsTheBinary(t *testing.T) {
+// The real binary reloads on SIGHUP (a valid file applies, an invalid
+// one is refused with every error named and the binary runs on), and
+// stops on SIGTERM: it closes its listeners and exits 0.
+func TestSignals(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
@@ -56,16 +60,19 @@ func TestSIGTERMStopsTheBinary(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	cfg := filepath.Join(dir, "sy.toml")
-	os.WriteFile(cfg, []byte(`[cluster]
+	text := `[admin]
+listen = "127.0.0.1:0"
+[cluster]
 name = "x"
 [cluster.static]
 members = [{ name = "a", address = "127.0.0.1:1", role = "primary" }]
 [[listener]]
 name = "rw"
-address = "`+addr+`"
+address = "` + addr + `"
 role = "primary"
-`), 0o600)
-	var logs bytes.Buffer
+`
+	os.WriteFile(cfg, []byte(text), 0o600)
+	var logs testbed.LogBuffer
 	cmd := exec.Command(bin, "-config", cfg)
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
@@ -90,6 +97,19 @@ role = "primary"
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+	// The log level goes to debug: the reload's own line says so.
+	os.WriteFile(cfg, []byte("[log]\nlevel = \"debug\"\n"+text), 0o600)
+	cmd.Process.Signal(syscall.SIGHUP)
+	waitLog(t, &logs, "log.level = debug")
+	os.WriteFile(cfg, []byte(text+"[limits]\nconnect_timeout = \"soon\"\nnonsense = 1\n"), 0o600)
+	cmd.Process.Signal(syscall.SIGHUP)
+	waitLog(t, &logs, "limits.nonsense")
+	waitLog(t, &logs, "limits.connect_timeout")
+	if c, err := net.Dial("tcp", addr); err != nil {
+		t.Fatalf("after a refused reload: %v", err)
+	} else {
+		c.Close()
+	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-done:
@@ -102,5 +122,21 @@ role = "primary"
 	}
 	if !strings.Contains(logs.String(), "shutting down") {
 		t.Fatalf("no shutdown log line:\n%s", logs.String())
+	}
+}
+
+// waitLog waits up to 10 s for text in logs.
+func waitLog(t *testing.T, logs *testbed.LogBuffer, text string) {
+	t.Helper()
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !strings.Contains(logs.String(), text) {
+		select {
+		case <-deadline.C:
+			t.Fatalf("no %q in the log:\n%s", text, logs.String())
+		case <-tick.C:
+		}
 	}
 }

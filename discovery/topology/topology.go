@@ -39,6 +39,8 @@ type Member struct {
 	Sync          bool   // the synchronous standby named in Patroni's sync key
 	Lag           int64  // replica lag behind the leader in bytes, or LagUnknown
 	State         string // the HA agent's word for the member's state, for logs
+	Timeline      int64  // the HA agent's word for the member's timeline; 0 if unknown
+	Tags          string // the HA agent's tags, "k=v" sorted and comma-separated, for display
 	Why           string // why discovery gave the member no role, for clients
 
 	// Suspect is set by health checks when the last check failed but

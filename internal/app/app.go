@@ -1,7 +1,9 @@
 // Package app wires a loaded configuration into a running Switchyard:
 // discovery publishes to the applier, which fans each snapshot out to the
-// router and the session registry, and the proxy serves the listeners.
-// The binary and the integration tests run the same code.
+// router, the session registry, the pools and the operator surface; the
+// proxy serves the listeners; the admin server serves the stats page,
+// metrics, health checks and (through the proxy) the console. The binary
+// and the integration tests run the same code.
 package app
 
 import (
@@ -9,24 +11,58 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/switchyard-proxy/switchyard/discovery"
+	"github.com/switchyard-proxy/switchyard/internal/admin"
+	"github.com/switchyard-proxy/switchyard/internal/auth"
 	"github.com/switchyard-proxy/switchyard/internal/config"
+	"github.com/switchyard-proxy/switchyard/internal/events"
 	"github.com/switchyard-proxy/switchyard/proxy"
 	"github.com/switchyard-proxy/switchyard/router"
 )
 
+// Options are what the binary knows beyond the configuration.
+type Options struct {
+	// Path is the configuration file, for RELOAD and SIGHUP; "" turns
+	// reloading off.
+	Path    string
+	Version string
+	// Level is the log level the logger filters at, which a reload sets;
+	// nil leaves the level alone.
+	Level *slog.LevelVar
+}
+
 // App is a configured Switchyard with its listeners bound.
 type App struct {
 	Router *router.Router
+	Admin  *admin.Server
+	Events *events.Log
 	proxy  *proxy.Server
 	disc   *discovery.Watcher
+	log    *slog.Logger
+	opts   Options
+	store  *auth.Store // nil without auth_file and auth_user
+
+	mu       sync.Mutex // serialises reloads
+	cfg      *config.Config
+	shutdown context.CancelFunc // set by Run, for SHUTDOWN
+	stopMu   sync.Mutex
 }
 
-// New builds everything cfg describes and binds the listeners, so that
-// address errors surface before Run.
-func New(cfg *config.Config, log *slog.Logger) (*App, error) {
+// New builds everything cfg describes and binds the listeners and the
+// admin endpoint, so that address errors surface before Run.
+func New(cfg *config.Config, log *slog.Logger, opt ...Options) (*App, error) {
+	var o Options
+	if len(opt) > 0 {
+		o = opt[0]
+	}
+	if o.Version == "" {
+		o.Version = "dev"
+	}
 	popts, err := proxyOptions(cfg)
 	if err != nil {
 		return nil, err
@@ -35,6 +71,70 @@ func New(cfg *config.Config, log *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	hopts, err := adminHTTPOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
+	fitDescriptors(&popts, log)
+
+	a := &App{Events: events.New(), log: log, opts: o, cfg: cfg}
+	reg := proxy.NewRegistry()
+	rt := router.New(routerPorts(cfg), reg.Counts)
+	a.Router = rt
+	popts.Router, popts.Registry, popts.Dialer, popts.Logger = rt, reg, dialer(cfg), log
+	if popts.Auth.Method, popts.Auth.Store, err = authOptions(cfg, rt, popts.Dialer); err != nil {
+		return nil, err
+	}
+	a.store = popts.Auth.Store
+
+	// The operator surface reads the proxy and discovery, which are built
+	// after it: it reaches them through a.
+	a.Admin = admin.New(admin.Deps{Version: o.Version, Started: time.Now(), Router: rt, Events: a.Events,
+		Discovery: statusOf(func() *discovery.Watcher { return a.disc }), Config: a.configRows,
+		Reload: a.Reload, Shutdown: a.Shutdown}, log)
+	a.Admin.Console().SetUsers(cfg.Admin.Users, cfg.Admin.StatsUsers)
+	popts.Observe, popts.Console = a.Admin.Observe, a.Admin.Console()
+
+	srv := proxy.New(popts)
+	if err := srv.Listen(); err != nil {
+		return nil, err
+	}
+	a.proxy = srv
+	a.Admin.SetProxy(srv)
+	if err := a.Admin.Listen(hopts); err != nil {
+		srv.Close()
+		return nil, fmt.Errorf("admin.listen: %w", err)
+	}
+	ap := &applier{router: rt, registry: reg, pools: srv, now: time.Now, observe: a.Admin.Applied}
+	// Discovery comes last: a DCS client starts goroutines at once, and
+	// nothing after it may fail and leave them running.
+	dopts.Logger, dopts.Events = log, a.Events
+	disc, err := discovery.New(dopts, ap.apply)
+	if err != nil {
+		srv.Close()
+		a.Admin.Close()
+		return nil, fmt.Errorf("cluster.%s: %w", cfg.Cluster.Discovery, err)
+	}
+	a.disc = disc
+	// Polling learns of a promotion after it happened; a watched leader
+	// key changes before it, so only polling needs in-band checks.
+	srv.ConfirmReplicas(disc.Polling())
+	return a, nil
+}
+
+// statusOf reads discovery's status once it exists.
+type statusOf func() *discovery.Watcher
+
+func (f statusOf) Status() discovery.Status {
+	if w := f(); w != nil {
+		return w.Status()
+	}
+	return discovery.Status{State: discovery.StateStarting}
+}
+
+// fitDescriptors lowers max_clients and max_startups to what the
+// open-file limit allows, saying so.
+func fitDescriptors(popts *proxy.Options, log *slog.Logger) {
 	budget, err := proxy.FitDescriptors(popts.MaxClients, popts.MaxStartups)
 	switch {
 	case err != nil:
@@ -46,57 +146,79 @@ func New(cfg *config.Config, log *slog.Logger) (*App, error) {
 	default:
 		log.Info("open-file limit checked", "budget", budget.String())
 	}
+}
 
-	reg := proxy.NewRegistry()
-	rt := router.New(routerPorts(cfg), reg.Counts)
-	popts.Router, popts.Registry, popts.Dialer, popts.Logger = rt, reg, dialer(cfg), log
-	if popts.Auth.Method, popts.Auth.Store, err = authOptions(cfg, rt, popts.Dialer); err != nil {
-		return nil, err
+// adminHTTPOptions maps [admin]'s HTTP settings, reading its files.
+func adminHTTPOptions(cfg *config.Config) (admin.HTTPOptions, error) {
+	a := cfg.Admin
+	o := admin.HTTPOptions{Listen: a.Listen, User: a.HTTPUser}
+	if a.HTTPPasswordFile != "" {
+		b, err := os.ReadFile(cfg.Path(a.HTTPPasswordFile))
+		if err != nil {
+			return o, fmt.Errorf("admin.http_password_file: %w", err)
+		}
+		o.Password = strings.TrimRight(string(b), "\r\n")
+		if o.Password == "" {
+			return o, fmt.Errorf("admin.http_password_file: %s is empty", cfg.Path(a.HTTPPasswordFile))
+		}
 	}
-
-	srv := proxy.New(popts)
-	if err := srv.Listen(); err != nil {
-		return nil, err
+	if a.Cert != "" {
+		tc, err := proxy.LoadTLS(cfg.Path(a.Cert), cfg.Path(a.Key))
+		if err != nil {
+			return o, fmt.Errorf("admin.cert: %w", err)
+		}
+		o.TLS = tc
 	}
-	ap := &applier{router: rt, registry: reg, pools: srv, now: time.Now}
-	// Discovery comes last: a DCS client starts goroutines at once, and
-	// nothing after it may fail and leave them running.
-	dopts.Logger = log
-	disc, err := discovery.New(dopts, ap.apply)
-	if err != nil {
-		srv.Close()
-		return nil, fmt.Errorf("cluster.%s: %w", cfg.Cluster.Discovery, err)
-	}
-	// Polling learns of a promotion after it happened; a watched leader
-	// key changes before it, so only polling needs in-band checks.
-	srv.ConfirmReplicas(disc.Polling())
-	return &App{Router: rt, proxy: srv, disc: disc}, nil
+	return o, nil
 }
 
 // Addr is the bound address of the named listener.
 func (a *App) Addr(listener string) net.Addr { return a.proxy.Addr(listener) }
 
+// AdminAddr is the bound address of the admin HTTP endpoint.
+func (a *App) AdminAddr() net.Addr { return a.Admin.Addr() }
+
 // Registry is the set of live sessions bound to members.
 func (a *App) Registry() *proxy.Registry { return a.proxy.Registry() }
 
 // Pools is the proxy's pool control (drain, pause, resume, reconnect,
-// stats), which the admin console will call.
+// stats), which the admin console calls.
 func (a *App) Pools() *proxy.Server { return a.proxy }
 
 // Stats are the live counters of the named listener.
 func (a *App) Stats(listener string) *proxy.Counters { return a.proxy.Stats(listener) }
 
-// Run serves until ctx is done, then shuts down gracefully (see
-// proxy.Server.Serve). Discovery runs until the proxy has finished, so
-// that a role change during the shutdown's grace period still ends the
-// sessions it concerns.
+// Shutdown stops a running App gracefully, as SIGTERM does (SHUTDOWN).
+func (a *App) Shutdown() {
+	a.stopMu.Lock()
+	defer a.stopMu.Unlock()
+	if a.shutdown != nil {
+		a.shutdown()
+	}
+}
+
+// Run serves until ctx is done (or Shutdown), then shuts down gracefully
+// (see proxy.Server.Serve). The admin endpoint and discovery run until
+// the proxy has finished, so that a role change during the shutdown's
+// grace period still ends the sessions it concerns, and the page shows
+// the drain.
 func (a *App) Run(ctx context.Context) error {
-	// The watcher returns only when its context ends.
-	dctx, stopDiscovery := context.WithCancel(context.Background())
-	discDone := make(chan struct{})
-	go func() { a.disc.Run(dctx); close(discDone) }()
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	a.stopMu.Lock()
+	a.shutdown = stop
+	a.stopMu.Unlock()
+	// The watcher and the admin server return only when their context ends.
+	bg, stopBackground := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { a.disc.Run(bg) })
+	wg.Go(func() {
+		if err := a.Admin.Serve(bg); err != nil {
+			a.log.Error("admin endpoint failed", "err", err)
+		}
+	})
 	err := a.proxy.Serve(ctx)
-	stopDiscovery()
-	<-discDone
+	stopBackground()
+	wg.Wait()
 	return err
 }

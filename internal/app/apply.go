@@ -17,15 +17,17 @@ import (
 //  2. the router takes it (new sessions route by it, waiters wake);
 //  3. the session registry ends the sessions whose member lost its role;
 //  4. the pools close their server connections to such a member (idle
-//     ones now, busy ones when their transaction ends).
-//
-// The admin page's event list plugs in here next.
+//     ones now, busy ones when their transaction ends);
+//  5. the operator surface records it (events, metrics).
 type applier struct {
 	mu       sync.Mutex
 	router   *router.Router
 	registry *proxy.Registry
 	pools    drainer
 	now      func() time.Time
+	// observe, if set, is told of each change and the sessions it ended
+	// by member.
+	observe func(prev, next *topology.Snapshot, ended map[string]int, now time.Time)
 }
 
 // drainer is what the applier needs of the pools.
@@ -39,15 +41,26 @@ func (a *applier) apply(next *topology.Snapshot) {
 	if next.Revision < cur.Revision {
 		return
 	}
-	t := topology.Stamped(cur, next, a.now())
+	now := a.now()
+	t := topology.Stamped(cur, next, now)
 	if !a.router.Update(t) {
 		return
 	}
-	a.registry.EndLost(func(b router.Binding) *router.Loss { return a.router.Lost(t, b) })
+	ended := map[string]int{}
+	a.registry.Evict(func(s proxy.SessionInfo) *proxy.KillCause {
+		if l := a.router.Lost(t, s.Binding); l != nil {
+			ended[s.Backend]++
+			return proxy.RoleLost(l)
+		}
+		return nil
+	})
 	if a.pools != nil {
 		for _, m := range lostMembers(cur, t) {
 			a.pools.Drain(m)
 		}
+	}
+	if a.observe != nil {
+		a.observe(cur, t, ended, now)
 	}
 }
 

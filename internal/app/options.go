@@ -53,10 +53,21 @@ var (
 func routerPorts(cfg *config.Config) []router.Port {
 	var ports []router.Port
 	for _, l := range cfg.Listeners {
-		ports = append(ports, router.Port{Name: l.Name, Role: routerRoles[l.Role], Balance: balances[l.Balance],
-			Fallback: fallbacks[l.Fallback], MaxLag: l.MaxLag, LeaderWait: cfg.Cluster.LeaderWait.Duration})
+		ports = append(ports, routerPort(cfg, l))
 	}
 	return ports
+}
+
+func routerPort(cfg *config.Config, l config.Listener) router.Port {
+	return router.Port{Name: l.Name, Role: routerRoles[l.Role], Balance: balances[l.Balance],
+		Fallback: fallbacks[l.Fallback], MaxLag: l.MaxLag, LeaderWait: cfg.Cluster.LeaderWait.Duration}
+}
+
+// proxyListener maps listener i.
+func proxyListener(cfg *config.Config, i int) proxy.Listener {
+	l := cfg.Listeners[i]
+	return proxy.Listener{Name: l.Name, Address: l.Address, Role: routerRoles[l.Role],
+		Mode: poolModes[l.PoolMode], Pool: poolOptions(cfg.PoolFor(i))}
 }
 
 // dialer maps the server-side connection settings.
@@ -76,9 +87,8 @@ func proxyOptions(cfg *config.Config) (proxy.Options, error) {
 		MaxClients:      cfg.Limits.MaxClients,
 		MaxStartups:     cfg.Limits.MaxStartups,
 	}
-	for i, l := range cfg.Listeners {
-		o.Listeners = append(o.Listeners, proxy.Listener{Name: l.Name, Address: l.Address, Role: routerRoles[l.Role],
-			Mode: poolModes[l.PoolMode], Pool: poolOptions(cfg.PoolFor(i))})
+	for i := range cfg.Listeners {
+		o.Listeners = append(o.Listeners, proxyListener(cfg, i))
 	}
 	if cfg.ClientTLSMode() != config.ClientTLSDisable {
 		tc, err := proxy.LoadTLS(cfg.Path(cfg.TLS.Cert), cfg.Path(cfg.TLS.Key))

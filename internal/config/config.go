@@ -27,9 +27,16 @@ type Config struct {
 	Dir string `toml:"-"`
 }
 
-// Admin is the HTTP endpoint for the stats page and /metrics.
+// Admin is the operator surface: the HTTP endpoint (stats page,
+// /api/status, /metrics, health checks) and who may use the console.
 type Admin struct {
-	Listen string `toml:"listen"`
+	Listen           string   `toml:"listen"`
+	Users            []string `toml:"users"`       // console: every command (pgbouncer admin_users)
+	StatsUsers       []string `toml:"stats_users"` // console: SHOW only (pgbouncer stats_users)
+	HTTPUser         string   `toml:"http_user"`
+	HTTPPasswordFile string   `toml:"http_password_file"`
+	Cert             string   `toml:"cert"` // TLS for the HTTP endpoint, PEM
+	Key              string   `toml:"key"`
 }
 
 // Log selects the log level and format.

@@ -150,6 +150,7 @@ func (c *Config) checkFiles(name string) error {
 		{"cluster.etcd.ca", cl.Etcd.CA}, {"cluster.etcd.cert", cl.Etcd.Cert}, {"cluster.etcd.key", cl.Etcd.Key},
 		{"cluster.consul.ca", cl.Consul.CA}, {"cluster.consul.cert", cl.Consul.Cert}, {"cluster.consul.key", cl.Consul.Key},
 		{"cluster.probe.password_file", cl.Probe.PasswordFile}, {"auth.file", c.Auth.File},
+		{"admin.http_password_file", c.Admin.HTTPPasswordFile}, {"admin.cert", c.Admin.Cert}, {"admin.key", c.Admin.Key},
 	} {
 		if f.path != "" {
 			files = append(files, f)

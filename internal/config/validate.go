@@ -87,6 +87,17 @@ func (c *Config) setDefaults() {
 
 func (c *Config) validate(v *validator) {
 	v.address("admin.listen", c.Admin.Listen)
+	if a := c.Admin; (a.HTTPUser == "") != (a.HTTPPasswordFile == "") {
+		v.errorf("admin.http_password_file", "admin.http_user and admin.http_password_file go together: set both or neither")
+	}
+	if a := c.Admin; (a.Cert == "") != (a.Key == "") {
+		v.errorf("admin.cert", "admin.cert and admin.key go together: set both or neither")
+	}
+	for _, u := range append(append([]string{}, c.Admin.Users...), c.Admin.StatsUsers...) {
+		if u == "" {
+			v.errorf("admin.users", "user names must not be empty")
+		}
+	}
 	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	v.oneOf("log.format", c.Log.Format, "text", "json")
 

@@ -3,6 +3,7 @@ package testbed
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -176,8 +177,23 @@ func StartSwitchyard(ctx context.Context, binary, configText string, port int, c
 // StartSwitchyardFiles is StartSwitchyard with more files beside the
 // config (an auth file, say): files maps names to contents, and must hold
 // "switchyard.toml". "{dir}" in any of them is the peer's directory.
+//
+// Without an [admin] section the admin endpoint listens on a free port
+// (127.0.0.1:0), not on the default :7000 that parallel tests would share.
 func StartSwitchyardFiles(ctx context.Context, binary string, files map[string]string, port int, cpus string) (*Peer, error) {
+	files = withAdminPort(files)
 	return startPeer(ctx, "switchyard", port, false, cpus, files, binary, "-config", "{dir}/switchyard.toml")
+}
+
+// withAdminPort gives a config without [admin] one on a free port.
+func withAdminPort(files map[string]string) map[string]string {
+	cfg := files["switchyard.toml"]
+	if strings.Contains(cfg, "[admin]") {
+		return files
+	}
+	out := maps.Clone(files)
+	out["switchyard.toml"] = "[admin]\nlisten = \"127.0.0.1:0\"\n\n" + cfg
+	return out
 }
 
 // LogPath is where the peer's output goes.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +23,8 @@ type Yard struct {
 	Name string
 	Cfg  *config.Config
 	Log  *LogBuffer
+	// ConfigPath holds text as a file: rewrite it and call Reload.
+	ConfigPath string
 	// Stop shuts it down gracefully (as SIGTERM does) and waits for Run
 	// to return. It runs at the test's end if the test did not call it.
 	Stop func()
@@ -31,13 +35,20 @@ type Yard struct {
 // test failed.
 func StartYard(t testing.TB, name, text string) *Yard {
 	t.Helper()
+	if !strings.Contains(text, "[admin]") { // not the default :7000 that parallel tests would share
+		text = "[admin]\nlisten = \"127.0.0.1:0\"\n\n" + text
+	}
 	cfg, err := config.Load(strings.NewReader(text), name+".toml")
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, text)
 	}
+	path := filepath.Join(t.TempDir(), name+".toml")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	logs := &LogBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	a, err := app.New(cfg, log)
+	a, err := app.New(cfg, log, app.Options{Path: path, Version: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +56,7 @@ func StartYard(t testing.TB, name, text string) *Yard {
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
 	var once sync.Once
-	y := &Yard{App: a, Name: name, Cfg: cfg, Log: logs}
+	y := &Yard{App: a, Name: name, Cfg: cfg, Log: logs, ConfigPath: path}
 	y.Stop = func() {
 		once.Do(func() {
 			cancel()

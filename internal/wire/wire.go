@@ -81,6 +81,10 @@ func unexpectedEOF(err error) error {
 // Framer follows message boundaries in a byte stream without copying it:
 // it reads the 5-byte headers (type, length) and skips bodies.
 type Framer struct {
+	// Ready, if set, is called with the status byte of each
+	// ReadyForQuery ('I', 'T' or 'E') as it is scanned.
+	Ready func(status byte)
+
 	remaining int     // body bytes of the current message not yet seen
 	hdr       [5]byte // partial header
 	hdrN      int
@@ -93,6 +97,9 @@ type Framer struct {
 func (f *Framer) Scan(p []byte, onHeader func(typ byte)) error {
 	for len(p) > 0 {
 		if f.remaining > 0 {
+			if f.last == 'Z' && f.remaining == 1 && f.Ready != nil {
+				f.Ready(p[0])
+			}
 			n := min(f.remaining, len(p))
 			f.remaining -= n
 			p = p[n:]

@@ -17,6 +17,7 @@ func TestFramerBoundariesAnySplit(t *testing.T) {
 		&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("x"), DataTypeOID: 23}}},
 		&pgproto3.DataRow{Values: [][]byte{[]byte(strings.Repeat("v", 1000))}},
 		&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")},
+		&pgproto3.ReadyForQuery{TxStatus: 'T'},
 		&pgproto3.ReadyForQuery{TxStatus: 'I'},
 	)
 	ends := map[int]bool{}
@@ -28,22 +29,22 @@ func TestFramerBoundariesAnySplit(t *testing.T) {
 				ends[i+1] = true
 			}
 		}
-		if len(ends) != 4 || !ends[len(stream)] {
+		if len(ends) != 5 || !ends[len(stream)] {
 			t.Fatalf("boundaries at %v", ends)
 		}
 	}
 	// Any split point gives the same boundaries and types.
 	for cut := 0; cut <= len(stream); cut++ {
-		var f Framer
-		var types []byte
+		var types, statuses []byte
+		f := Framer{Ready: func(s byte) { statuses = append(statuses, s) }}
 		on := func(t byte) { types = append(types, t) }
 		f.Scan(stream[:cut], on)
 		if f.AtBoundary() != (cut == 0 || ends[cut]) {
 			t.Fatalf("cut %d: AtBoundary = %v", cut, f.AtBoundary())
 		}
 		f.Scan(stream[cut:], on)
-		if !f.AtBoundary() || string(types) != "TDCZ" || f.Last() != 'Z' {
-			t.Fatalf("cut %d: boundary %v types %q", cut, f.AtBoundary(), types)
+		if !f.AtBoundary() || string(types) != "TDCZZ" || f.Last() != 'Z' || string(statuses) != "TI" {
+			t.Fatalf("cut %d: boundary %v types %q statuses %q", cut, f.AtBoundary(), types, statuses)
 		}
 	}
 }

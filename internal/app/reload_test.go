@@ -1,0 +1,172 @@
+package app_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/switchyard-proxy/switchyard/internal/testbed"
+)
+
+// reloadConfig is a transaction-pooled listener "tx" of size pool on a
+// static primary, and the extra listeners given.
+func reloadConfig(primary string, pool int, extra string) string {
+	return fmt.Sprintf(`[admin]
+listen = "127.0.0.1:0"
+[cluster]
+name = "demo"
+[cluster.static]
+members = [{ name = "pg1", address = %q, role = "primary" }]
+[auth]
+type = "trust"
+[pool]
+default_pool_size = %d
+query_wait_timeout = "30s"
+[[listener]]
+name = "tx"
+address = "127.0.0.1:0"
+role = "primary"
+pool_mode = "transaction"
+%s`, primary, pool, extra)
+}
+
+const extraListener = `[[listener]]
+name = "tx2"
+address = "127.0.0.1:0"
+role = "primary"
+pool_mode = "transaction"
+`
+
+// A reload under pgbench load grows a pool and adds a listener, and no
+// client sees an error; an invalid file changes nothing and says why; a
+// removed listener stops accepting and lets its sessions finish.
+func TestReloadUnderLoad(t *testing.T) {
+	pg := testbed.PG(t, testbed.PGOptions{})
+	primary := pg.Nodes[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, filepath.Join(testbed.PGBin, "pgbench"), "-i", "-q", "-s", "1", "-h", "127.0.0.1",
+		"-p", strconv.Itoa(primary.Port), "-U", testbed.UserSuper, testbed.DefaultDB).CombinedOutput(); err != nil {
+		t.Fatalf("pgbench -i: %v\n%s", err, out)
+	}
+	y := testbed.StartYard(t, "reload", reloadConfig(primary.Addr(), 2, ""))
+
+	_, port, _ := strings.Cut(y.Address("tx"), ":")
+	bench := exec.CommandContext(ctx, filepath.Join(testbed.PGBin, "pgbench"), "-n", "-S", "-c", "8", "-j", "2", "-T", "6",
+		"-h", "127.0.0.1", "-p", port, "-U", testbed.UserSuper, testbed.DefaultDB)
+	var out strings.Builder
+	bench.Stdout, bench.Stderr = &out, &out
+	if err := bench.Start(); err != nil {
+		t.Fatal(err)
+	}
+	benchDone := make(chan error, 1)
+	go func() { benchDone <- bench.Wait() }()
+
+	// Under load, with 8 clients queued on 2 servers: grow the pool to 5
+	// and add a listener.
+	servers := func() int {
+		n := 0
+		for _, s := range y.Pools().PoolStats("tx") {
+			n += s.Active + s.Idle
+		}
+		return n
+	}
+	waitFor(t, ctx, "pgbench to fill the pool of 2", func() bool { return servers() == 2 })
+	if err := os.WriteFile(y.ConfigPath, []byte(reloadConfig(primary.Addr(), 5, extraListener)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := y.Reload(); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	waitFor(t, ctx, "the pool to grow past 2 servers", func() bool { return servers() > 2 })
+	c, err := pgconn.Connect(ctx, y.DSN("tx2", testbed.UserSuper))
+	if err != nil {
+		t.Fatalf("the added listener: %v", err)
+	}
+	if _, err := c.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
+		t.Fatalf("the added listener: %v", err)
+	}
+
+	// An invalid file: every error logged, nothing changes.
+	bad := reloadConfig(primary.Addr(), 9, extraListener) + "[limits]\nconnect_timeout = \"soon\"\nbogus = 1\n"
+	if err := os.WriteFile(y.ConfigPath, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = y.Reload()
+	if err == nil {
+		t.Fatal("an invalid file reloaded")
+	}
+	for _, want := range []string{`limits.connect_timeout`, `limits.bogus`} {
+		if !strings.Contains(y.Log.String(), want) {
+			t.Errorf("the log does not name %s:\n%s", want, y.Log.String())
+		}
+	}
+	if got := y.Pools().Listeners()[0].Pool.Size; got != 5 {
+		t.Errorf("after an invalid file the pool size is %d, want 5 (kept)", got)
+	}
+
+	select {
+	case err := <-benchDone:
+		if err != nil || !regexp.MustCompile(`number of failed transactions: 0 `).MatchString(out.String()) {
+			t.Fatalf("pgbench across the reload: %v\n%s", err, out.String())
+		}
+	case <-ctx.Done():
+		t.Fatal("pgbench did not finish")
+	}
+	if strings.Contains(strings.ToLower(out.String()), "error") {
+		t.Fatalf("pgbench saw errors:\n%s", out.String())
+	}
+
+	// Removing tx2 while c is connected to it: c goes on, nobody new gets in.
+	if err := os.WriteFile(y.ConfigPath, []byte(reloadConfig(primary.Addr(), 5, "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tx2 := y.Address("tx2")
+	if err := y.Reload(); err != nil {
+		t.Fatalf("reload removing tx2: %v", err)
+	}
+	if _, err := c.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
+		t.Fatalf("a session of the removed listener: %v", err)
+	}
+	if nc, err := pgconn.Connect(ctx, strings.Replace(y.DSN("tx", testbed.UserSuper), "port="+port, "port="+strings.Split(tx2, ":")[1], 1)); err == nil {
+		nc.Close(ctx)
+		t.Fatal("the removed listener still accepts")
+	}
+	c.Close(ctx)
+	waitFor(t, ctx, "the removed listener to drain", func() bool { return y.Addr("tx2") == nil })
+	if !strings.Contains(y.Log.String(), "removed listener drained") {
+		t.Errorf("no drain log line")
+	}
+	var reloads int
+	for _, e := range y.Events.List() {
+		if e.Kind == "reload" {
+			reloads++
+		}
+	}
+	if reloads < 3 {
+		t.Errorf("%d reload events, want 3 (added, refused, removed)", reloads)
+	}
+}
+
+// waitFor polls ok until it holds or ctx ends.
+func waitFor(t *testing.T, ctx context.Context, what string, ok func() bool) {
+	t.Helper()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !ok() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("waiting for %s: %v", what, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
