@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"crypto/tls"
 	"fmt"
 	"net"
@@ -98,18 +99,8 @@ func (s *Server) Clients() []ClientInfo {
 	var out []ClientInfo
 	now := time.Now()
 	s.clients.each(func(sess *session) { out = append(out, sess.info(now)) })
-	slices.SortFunc(out, func(a, b ClientInfo) int { return compareU64(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b ClientInfo) int { return cmp.Compare(a.ID, b.ID) })
 	return out
-}
-
-func compareU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func (s *session) info(now time.Time) ClientInfo {

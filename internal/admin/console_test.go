@@ -129,8 +129,9 @@ func TestConsoleCommands(t *testing.T) {
 	}
 	defer rw.Close(ctx)
 
-	// The wire: names, order, types and tags, through the relay listener.
-	con, err := pgconn.Connect(ctx, consoleDSN(y, "rw", testbed.UserSuper))
+	// The wire: names, order, types and tags, through the relay listener,
+	// with the startup parameter older lib/pq versions always send.
+	con, err := pgconn.Connect(ctx, consoleDSN(y, "rw", testbed.UserSuper)+" extra_float_digits=2")
 	if err != nil {
 		t.Fatal(err)
 	}
