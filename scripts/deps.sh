@@ -27,6 +27,7 @@ declare -A want=(
   [postgresql-client-15]=/usr/lib/postgresql/15/bin/pgbench
   [procps]=/usr/bin/pgrep
   [util-linux]=/usr/bin/taskset
+  [strace]=/usr/bin/strace
   # Real clients of proxy/pooled_clients_test.go (psql and pgbench above).
   [openjdk-17-jdk-headless]=/usr/lib/jvm/java-17-openjdk-amd64/bin/javac
   [libpostgresql-jdbc-java]=/usr/share/java/postgresql.jar
