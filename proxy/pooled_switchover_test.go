@@ -83,20 +83,7 @@ func tally(ws []*writer) (ok int, errs []string, closed int) {
 func TestPooledSwitchover(t *testing.T) {
 	needPG(t)
 	ctx := context.Background()
-	d, err := testbed.StartDCS(ctx, "etcd", 1)
-	if err != nil {
-		t.Fatalf("starting etcd (run `make deps`): %v", err)
-	}
-	t.Cleanup(d.Close)
-	p, err := testbed.StartPatroni(ctx, testbed.PatroniOptions{DCS: d})
-	if err != nil {
-		t.Fatalf("starting Patroni (run `make deps`): %v", err)
-	}
-	t.Cleanup(p.Close)
-	leader, err := p.Leader(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, p, leader := testbed.PatroniCluster(t, "etcd")
 	if err := leader.Exec(ctx, "CREATE TABLE writes (client int, n int, node int, at timestamptz DEFAULT clock_timestamp())"); err != nil {
 		t.Fatal(err)
 	}

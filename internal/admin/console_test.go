@@ -322,6 +322,15 @@ func TestAdminHTTPProtected(t *testing.T) {
 			t.Errorf("%s: %d %s", p, code, body)
 		}
 	}
+	if code, body := get("/?refresh=0", "ops", "page-secret"); code != 200 || strings.Contains(body, `http-equiv="refresh"`) {
+		t.Errorf("/?refresh=0: %d, refreshing: %v", code, strings.Contains(body, `http-equiv="refresh"`))
+	}
+	if code, body := get("/", "ops", "page-secret"); code != 200 || !strings.Contains(body, `<meta http-equiv="refresh" content="2">`) {
+		t.Errorf("/: %d, does not refresh every 2 s", code)
+	}
+	if code, _ := get("/?refresh=soon", "ops", "page-secret"); code != 400 {
+		t.Errorf("/?refresh=soon: %d, want 400", code)
+	}
 	plain := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	if resp, err := plain.Get(strings.Replace(base, "https://", "http://", 1) + "/health"); err == nil {
 		resp.Body.Close()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"strconv"
 	"time"
 )
 
@@ -44,10 +45,27 @@ var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 	"bytes": bytesText,
 }).Parse(pageHTML))
 
-// page renders the stats page.
+// pageData is what the page template renders.
+type pageData struct {
+	Status
+	Refresh int // seconds between reloads; 0: none
+}
+
+// page renders the stats page. It reloads itself every 2 s, or every
+// ?refresh=N seconds; ?refresh=0 renders it once (for screenshots, and
+// for reading an event list that would otherwise move).
 func (s *Server) page(w http.ResponseWriter, r *http.Request) {
+	d := pageData{Status: s.status(), Refresh: 2}
+	if v := r.URL.Query().Get("refresh"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 3600 {
+			http.Error(w, "refresh: a number of seconds from 0 to 3600", http.StatusBadRequest)
+			return
+		}
+		d.Refresh = n
+	}
 	var buf bytes.Buffer
-	if err := pageTmpl.Execute(&buf, s.status()); err != nil {
+	if err := pageTmpl.Execute(&buf, d); err != nil {
 		http.Error(w, "rendering the page failed: "+err.Error(), http.StatusInternalServerError)
 		return
 	}

@@ -435,6 +435,9 @@ func (c *Console) showDatabases() proxy.Result {
 			db = nil
 		}
 		po := r.l.Pool
+		if r.l.Mode == proxy.Relay { // no pool: a server per client
+			po = proxy.PoolOptions{}
+		}
 		var lb any
 		if h, ok := host.(string); ok && strings.Contains(h, ",") {
 			lb = "round-robin"
