@@ -48,7 +48,6 @@ import (
 	"os/signal"
 	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -99,16 +98,10 @@ func main() {
 	flag.IntVar(&cfg.reps, "reps", 1, "rounds over every target and workload; medians are reported")
 	flag.IntVar(&cfg.maxConnections, "max-connections", 1200, "PostgreSQL max_connections (direct and relays open one backend per client)")
 	flag.Parse()
-	for _, c := range strings.Split(clients, ",") {
-		if strings.TrimSpace(c) == "" {
-			continue
-		}
-		n, err := strconv.Atoi(strings.TrimSpace(c))
-		if err != nil || n <= 0 {
-			fmt.Fprintf(os.Stderr, "bench: bad -clients %q\n", clients)
-			os.Exit(2)
-		}
-		cfg.clients = append(cfg.clients, n)
+	var err error
+	if cfg.clients, err = benchkit.ParseClients(clients); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
 	}
 	benchkit.PinSelf() // the goroutines opening the logins run on the client CPU
 	// Before any server starts: they inherit the limit, and the idle
@@ -231,13 +224,13 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 				quiet()
 				var r result
 				if r.err = probe(ctx, t); r.err == nil {
-					before := takeCPUSnapshot()
+					before := benchkit.TakeCPUSnapshot()
 					r = measure(ctx, t, w, cfg.duration)
 					// Once pgbench's backends have exited and been reaped:
 					// a process's CPU time moves to its parent's as it is
 					// reaped, and one caught in between would be missed.
 					quiet()
-					r.other = otherCPU(before, takeCPUSnapshot())
+					r.other = benchkit.OtherCPU(before, benchkit.TakeCPUSnapshot())
 					otherMax = max(otherMax, r.other)
 				}
 				res[w.name][t.name] = append(res[w.name][t.name], r)
@@ -246,9 +239,9 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 					showLog(t)
 				} else if r.Aborted > 0 || r.Failed > 0 || len(r.Other) > 0 {
 					fmt.Fprintf(os.Stderr, "bench: %-26s %-55s %9.0f tps (other work: %s CPU), %d failed transactions, %d clients aborted; %s\n",
-						t.name, w.name, r.TPS, pct(r.other), r.Failed, r.Aborted, errorsText(r))
+						t.name, w.name, r.TPS, benchkit.Pct(r.other), r.Failed, r.Aborted, errorsText(r))
 				} else {
-					fmt.Fprintf(os.Stderr, "bench: %-26s %-55s %9.0f tps (other work: %s CPU)\n", t.name, w.name, r.TPS, pct(r.other))
+					fmt.Fprintf(os.Stderr, "bench: %-26s %-55s %9.0f tps (other work: %s CPU)\n", t.name, w.name, r.TPS, benchkit.Pct(r.other))
 				}
 			}
 		}
@@ -267,9 +260,9 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		}
 	}
 
-	fmt.Fprintf(os.Stderr, "bench: other work took at most %s of the machine's CPU during a measurement\n", pct(otherMax))
+	fmt.Fprintf(os.Stderr, "bench: other work took at most %s of the machine's CPU during a measurement\n", benchkit.Pct(otherMax))
 	fmt.Fprintf(out, "Other work on the machine (processes outside the bench: not PostgreSQL, the proxies or pgbench) took at most %s "+
-		"of its CPU during a pgbench run; more than a few per cent makes that run's numbers unreliable.\n\n", pct(otherMax))
+		"of its CPU during a pgbench run; more than a few per cent makes that run's numbers unreliable.\n\n", benchkit.Pct(otherMax))
 	fmt.Fprintf(out, "pgbench -n -S -T %s, pgbench and the login client on CPU %s, PostgreSQL and proxies on CPU %s; "+
 		"default_pool_size = %d for pgbouncer (transaction) and Switchyard (transaction); trust auth with an auth file for both; "+
 		"PostgreSQL max_connections = %d; %d round(s), medians\n\n",

@@ -343,7 +343,7 @@ func printModes(out io.Writer, clients int, simple *workload, modes []workload, 
 				lat = fmt.Sprintf("%.3f", r.LatencyMs)
 			}
 			fmt.Fprintf(out, "| %s | %.0f | %s | %s | %s | %s | %s | %s | %d | %d of %d | %s |\n", t.name, r.TPS, lat, cpu,
-				ratio(r.TPS, direct.TPS), vsBouncer, cpuBouncer, pct(r.other), r.Failed, r.Aborted, clients,
+				ratio(r.TPS, direct.TPS), vsBouncer, cpuBouncer, benchkit.Pct(r.other), r.Failed, r.Aborted, clients,
 				strings.ReplaceAll(errorsText(r), "|", `\|`))
 		}
 		fmt.Fprintln(out)
@@ -385,12 +385,4 @@ func failures(r result, clients int) string {
 		s = append(s, fmt.Sprintf("%d failed tx", r.Failed))
 	}
 	return strings.Join(s, ", ")
-}
-
-// pct formats a share (0–1) as a percentage; "?" when unknown (< 0).
-func pct(v float64) string {
-	if v < 0 {
-		return "?"
-	}
-	return fmt.Sprintf("%.0f %%", 100*v)
 }

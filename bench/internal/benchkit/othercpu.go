@@ -1,15 +1,16 @@
-package main
+package benchkit
 
 import (
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 )
 
-// cpuSnapshot is what other work on the machine costs, read from /proc:
+// CPUSnapshot is what other work on the machine costs, read from /proc:
 // the CPU time of the whole machine and of this process's tree.
-type cpuSnapshot struct {
+type CPUSnapshot struct {
 	at      time.Time
 	machine int64 // user+nice+system of every CPU, in clock ticks
 	cpus    int   // CPUs of the machine (not of this process's affinity mask)
@@ -17,13 +18,13 @@ type cpuSnapshot struct {
 	ok      bool
 }
 
-// takeCPUSnapshot reads the machine's busy time and the bench's share of
+// TakeCPUSnapshot reads the machine's busy time and the bench's share of
 // it. The tree is every process descending from this one: PostgreSQL
 // and its backends, the proxies, pgbench. What a process that has exited
 // used is counted in its parent's cutime/cstime once reaped, so nothing
 // the tree used is lost between two snapshots.
-func takeCPUSnapshot() cpuSnapshot {
-	s := cpuSnapshot{at: time.Now()}
+func TakeCPUSnapshot() CPUSnapshot {
+	s := CPUSnapshot{at: time.Now()}
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return s
@@ -101,13 +102,13 @@ func takeCPUSnapshot() cpuSnapshot {
 	return s
 }
 
-// otherCPU is the share of the machine's CPUs (0–1) that processes
+// OtherCPU is the share of the machine's CPUs (0–1) that processes
 // outside the bench's tree used between a and b; -1 when unknown.
-func otherCPU(a, b cpuSnapshot) float64 {
+func OtherCPU(a, b CPUSnapshot) float64 {
 	if !a.ok || !b.ok {
 		return -1
 	}
-	elapsed := b.at.Sub(a.at).Seconds() * clkTck * float64(b.cpus)
+	elapsed := b.at.Sub(a.at).Seconds() * ClkTck * float64(b.cpus)
 	if elapsed <= 0 {
 		return -1
 	}
@@ -115,4 +116,29 @@ func otherCPU(a, b cpuSnapshot) float64 {
 	return max(0, other/elapsed)
 }
 
-const clkTck = 100 // USER_HZ
+// ClkTck is USER_HZ, the unit of /proc CPU times.
+const ClkTck = 100
+
+// Pct formats a share (0–1) as a percentage; "?" when unknown (< 0).
+func Pct(v float64) string {
+	if v < 0 {
+		return "?"
+	}
+	return fmt.Sprintf("%.0f %%", 100*v)
+}
+
+// ParseClients reads a -clients flag: client counts separated by commas.
+func ParseClients(s string) ([]int, error) {
+	var out []int
+	for _, c := range strings.Split(s, ",") {
+		if strings.TrimSpace(c) == "" {
+			continue
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(c))
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("bad -clients %q", s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
