@@ -4,7 +4,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -X main.version=$(VERSION)
 export GOTOOLCHAIN = local
 
-.PHONY: build test test-short bench bench-failover demo deps lint fuzz clean
+.PHONY: build test test-short bench bench-failover bench-syscalls demo deps lint fuzz clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/switchyard ./cmd/switchyard
@@ -33,6 +33,10 @@ lint:
 bench: deps build
 	$(GO) run ./bench/relay -switchyard bin/switchyard
 	$(GO) run ./bench/pooling -switchyard bin/switchyard -duration 10s
+
+# System calls and context switches per transaction (strace), per proxy.
+bench-syscalls: deps build
+	$(GO) run ./bench/syscalls -switchyard bin/switchyard
 
 bench-failover: deps build
 	$(GO) run ./bench/failover -switchyard bin/switchyard
