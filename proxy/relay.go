@@ -1,12 +1,10 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"sync"
 	"sync/atomic"
 
@@ -24,7 +22,7 @@ func (s *session) relay(ctx context.Context) error {
 	go func() {
 		defer close(done)
 		var f wire.Framer
-		err := s.pumpFrom(s.server, s.client, s.cr, &f, SideClient, s.countIn, func(t byte) {
+		err := pump(s.server, s.cr, &f, SideClient, s.countIn, func(t byte) {
 			switch t {
 			case 'X':
 				terminated.Store(true)
@@ -41,7 +39,7 @@ func (s *session) relay(ctx context.Context) error {
 		s.cancel(err)
 	}()
 	f := wire.Framer{Ready: func(status byte) { s.timing.ready(status, s.totals, s.ln.obs) }}
-	outErr := s.pumpFrom(&s.cw, s.server.Conn, s.server.R, &f, SideServer, s.countOut, func(t byte) {
+	outErr := pump(&s.cw, s.server.R, &f, SideServer, s.countOut, func(t byte) {
 		switch t {
 		case 'Z':
 			s.pending.Add(-1)
@@ -69,19 +67,6 @@ func (s *session) relay(ctx context.Context) error {
 			"connection to server %s was lost; reconnect to continue", s.backend.Name)})
 	}
 	return cause
-}
-
-// pumpFrom copies src (read through r, which may hold bytes read ahead)
-// to dst: with rawPump for plain TCP, with pump otherwise (TLS).
-func (s *session) pumpFrom(dst io.Writer, src net.Conn, r *bufio.Reader, f *wire.Framer, side Side, count func(int), onHeader func(byte)) error {
-	tc, ok := src.(*net.TCPConn)
-	if !ok {
-		return pump(dst, r, f, side, count, onHeader)
-	}
-	ahead, _ := r.Peek(r.Buffered())
-	ahead = append([]byte(nil), ahead...)
-	r.Discard(len(ahead))
-	return rawPump(dst, tc, ahead, f, side, count, onHeader)
 }
 
 func (s *session) countIn(n int) {
