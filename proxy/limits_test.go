@@ -78,6 +78,8 @@ func TestDescriptorCeilingEndsNoSession(t *testing.T) {
 	rw, ro := freeAddr(t), freeAddr(t)
 	cfg := filepath.Join(dir, "storm.toml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`
+[admin]
+listen = "127.0.0.1:0"
 [cluster]
 name = "storm"
 [cluster.static]

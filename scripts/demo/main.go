@@ -55,6 +55,9 @@ const (
 
 // port returns want if it is free on 127.0.0.1, else any free port.
 func port(want int) (int, error) {
+	if want == 0 {
+		return testbed.FreePort()
+	}
 	if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", want)); err == nil {
 		l.Close()
 		return want, nil
@@ -104,8 +107,13 @@ func run(ctx context.Context, binary string, smoke bool, w io.Writer) error {
 		return err
 	}
 
+	// The well-known ports when free; any free port under test, where
+	// other tests may want them too.
 	var ports [4]int // rw, ro, pooled, admin
 	for i, want := range []int{5000, 5001, 5002, 7000} {
+		if smoke {
+			want = 0
+		}
 		if ports[i], err = port(want); err != nil {
 			return err
 		}
