@@ -64,48 +64,9 @@ func (s *session) serve(ctx context.Context) {
 	defer stop()
 	err := s.run(ctx)
 	s.finish(ctx, err)
-	s.logEnd(err)
-	s.ln.obs.Ended(s.endReason(err))
-}
-
-// endReason names why the session ended, from a bounded set, for metrics.
-func (s *session) endReason(err error) EndReason {
-	var (
-		ce *clientError
-		kc *KillCause
-		pe *protocolError
-		se *silentError
-	)
-	switch {
-	case err == nil && s.startup == nil:
-		return EndCancelRequest
-	case err == nil:
-		return EndClient
-	case errors.As(err, &kc):
-		if kc.Reason != "" {
-			return kc.Reason
-		}
-		return EndKilled
-	case errors.Is(err, errServerRejected), errors.Is(err, errServerClosed):
-		return EndServerRefused
-	case errors.Is(err, errStartupTimeout), errors.Is(err, errLoginTimeout):
-		return EndTimeout
-	case errors.As(err, &se), errors.As(err, &pe):
-		return EndProtocol
-	case sideOf(err) == SideServer:
-		return EndServerLost
-	case errors.As(err, &ce):
-		switch ce.Code {
-		case codeIdleSession, codeIdleInTransaction:
-			return EndTimeout
-		case codeProtocolViolation:
-			return EndProtocol
-		}
-		return EndRefused
-	case sideOf(err) == SideClient:
-		return EndClient
-	}
-	return EndInternal
+	level, msg, reason := s.ending(err)
+	s.logEnd(err, level, msg)
+	s.ln.obs.Ended(reason)
 }
 
 // run is the session's life. It returns why the session ended (nil for a
@@ -236,9 +197,9 @@ func (s *session) finish(ctx context.Context, err error) {
 	s.srv.release(s)
 }
 
-// logEnd writes the session's one log line, at a level fitting its end.
-func (s *session) logEnd(err error) {
-	level, msg := slog.LevelInfo, "session ended"
+// ending classifies why the session ended, once, for its log line
+// (level and message) and for metrics (a reason from a bounded set).
+func (s *session) ending(err error) (slog.Level, string, EndReason) {
 	var (
 		ce *clientError
 		kc *KillCause
@@ -246,40 +207,55 @@ func (s *session) logEnd(err error) {
 		se *silentError
 	)
 	switch {
+	case err == nil && s.startup == nil:
+		return slog.LevelDebug, "cancel request served", EndCancelRequest
 	case err == nil:
-		if s.startup == nil { // a cancel request
-			level, msg = slog.LevelDebug, "cancel request served"
-		}
+		return slog.LevelInfo, "session ended", EndClient
 	case errors.As(err, &kc):
-		msg = "session ended by Switchyard"
+		reason := kc.Reason
+		if reason == "" {
+			reason = EndKilled
+		}
+		return slog.LevelInfo, "session ended by Switchyard", reason
 	case errors.Is(err, errServerRejected):
-		msg = "server refused login"
+		return slog.LevelInfo, "server refused login", EndServerRefused
 	case errors.Is(err, errServerClosed):
-		msg = "server ended the session"
+		return slog.LevelInfo, "server ended the session", EndServerRefused
 	case errors.Is(err, errStartupTimeout):
-		msg = "no startup packet within limits.startup_timeout; closed without a reply"
+		return slog.LevelInfo, "no startup packet within limits.startup_timeout; closed without a reply", EndTimeout
 	case errors.Is(err, errLoginTimeout):
-		level, msg = slog.LevelWarn, "login not completed within limits.client_login_timeout"
+		return slog.LevelWarn, "login not completed within limits.client_login_timeout", EndTimeout
 	case errors.As(err, &se):
-		level, msg = slog.LevelWarn, "bad startup packet; closed without a reply, as PostgreSQL does"
+		return slog.LevelWarn, "bad startup packet; closed without a reply, as PostgreSQL does", EndProtocol
 	case errors.As(err, &pe):
-		level, msg = slog.LevelWarn, "protocol violation"
+		return slog.LevelWarn, "protocol violation", EndProtocol
 	case sideOf(err) == SideServer:
-		level, msg = slog.LevelWarn, "server connection lost"
+		return slog.LevelWarn, "server connection lost", EndServerLost
 	case errors.As(err, &ce):
-		level, msg = slog.LevelWarn, "session refused"
+		reason := EndRefused
+		switch ce.Code {
+		case codeIdleSession, codeIdleInTransaction:
+			reason = EndTimeout
+		case codeProtocolViolation:
+			reason = EndProtocol
+		}
+		return slog.LevelWarn, "session refused", reason
 	case sideOf(err) == SideClient && isClosed(err):
 		switch {
 		case s.startup == nil && errors.Is(err, io.EOF):
-			level, msg = slog.LevelDebug, "client closed before sending a startup packet"
+			return slog.LevelDebug, "client closed before sending a startup packet", EndClient
 		case s.clientKey == (pool.Key{}):
-			msg = "client left during login"
+			return slog.LevelInfo, "client left during login", EndClient
 		}
+		return slog.LevelInfo, "session ended", EndClient
 	case sideOf(err) == SideClient:
-		level, msg = slog.LevelWarn, "client connection failed"
-	default:
-		level, msg = slog.LevelError, "session failed"
+		return slog.LevelWarn, "client connection failed", EndClient
 	}
+	return slog.LevelError, "session failed", EndInternal
+}
+
+// logEnd writes the session's one log line.
+func (s *session) logEnd(err error, level slog.Level, msg string) {
 	attrs := []slog.Attr{
 		slog.Uint64("session", s.id),
 		slog.String("listener", s.ln.name),
