@@ -217,36 +217,11 @@ func withoutPrimary(t *topology.Snapshot, rev uint64) *topology.Snapshot {
 // debug when only details (lag) did.
 func (w *Watcher) logChange(old, t *topology.Snapshot, reopened bool) {
 	level := slog.LevelDebug
-	if old == nil || reopened || summary(old) != summary(t) {
+	if old == nil || reopened || old.Summary() != t.Summary() {
 		level = slog.LevelInfo
 	}
 	w.log.Log(context.Background(), level, "topology", "source", w.name, "revision", t.Revision,
-		"members", summary(t), "paused", t.Paused)
-}
-
-// summary is a short text of every member's role and health.
-func summary(t *topology.Snapshot) string {
-	if len(t.Members) == 0 {
-		return "none"
-	}
-	parts := make([]string, 0, len(t.Members))
-	for _, m := range t.Members {
-		s := m.Name + "=" + m.Role.String()
-		if !m.Healthy {
-			s += "(down)"
-		}
-		if m.Suspect {
-			s += "(suspect)"
-		}
-		if m.NoLoadBalance {
-			s += "(noloadbalance)"
-		}
-		if m.Sync {
-			s += "(sync)"
-		}
-		parts = append(parts, s)
-	}
-	return strings.Join(parts, " ")
+		"members", t.Summary(), "paused", t.Paused)
 }
 
 // pause waits d or until ctx ends: the poll interval of the polling

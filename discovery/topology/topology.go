@@ -4,7 +4,10 @@
 // page) import it without importing the discovery sources.
 package topology
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Role is what a member does in the cluster.
 type Role uint8
@@ -132,4 +135,30 @@ func Stamped(prev, next *Snapshot, now time.Time) *Snapshot {
 		}
 	}
 	return &out
+}
+
+// Summary is a short text of every member's role and health, for logs
+// and events: "pg1=primary pg2=replica(down)".
+func (t *Snapshot) Summary() string {
+	if len(t.Members) == 0 {
+		return "none"
+	}
+	parts := make([]string, 0, len(t.Members))
+	for _, m := range t.Members {
+		s := m.Name + "=" + m.Role.String()
+		if !m.Healthy {
+			s += "(down)"
+		}
+		if m.Suspect {
+			s += "(suspect)"
+		}
+		if m.NoLoadBalance {
+			s += "(noloadbalance)"
+		}
+		if m.Sync {
+			s += "(sync)"
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, " ")
 }

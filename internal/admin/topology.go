@@ -2,7 +2,6 @@ package admin
 
 import (
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -23,7 +22,7 @@ func (s *Server) Applied(prev, next *topology.Snapshot, ended map[string]int, no
 	m, ev := s.metrics, s.deps.Events
 	m.snapshots.Inc()
 	if prev == nil || prev.Revision == 0 {
-		ev.Add(events.Topology, "first topology from %s: %s", next.Source, describe(next))
+		ev.Add(events.Topology, "first topology from %s: %s", next.Source, next.Summary())
 	} else {
 		for _, line := range changes(prev, next) {
 			ev.Add(events.Topology, "%s", line)
@@ -55,22 +54,6 @@ func (s *Server) Applied(prev, next *topology.Snapshot, ended map[string]int, no
 		ev.Add(events.Topology, "%s is the primary, %s after the last one was lost", p.Name, short(d))
 		s.gap.since = time.Time{}
 	}
-}
-
-// describe is a one-line summary of a snapshot.
-func describe(t *topology.Snapshot) string {
-	if len(t.Members) == 0 {
-		return "no members"
-	}
-	parts := make([]string, 0, len(t.Members))
-	for _, m := range t.Members {
-		s := m.Name + "=" + m.Role.String()
-		if !m.Healthy {
-			s += "(down)"
-		}
-		parts = append(parts, s)
-	}
-	return strings.Join(parts, " ")
 }
 
 // changes says, per member, what changed from prev to next: role,
