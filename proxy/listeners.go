@@ -48,17 +48,6 @@ func (s *Server) Listeners() []ListenerInfo {
 	return out
 }
 
-// DatabasePaused reports whether database db of pooled listener name is
-// paused.
-func (s *Server) DatabasePaused(name, db string) bool {
-	for _, l := range s.all() {
-		if l.name == name && l.pools != nil {
-			return l.pools.Paused(db)
-		}
-	}
-	return false
-}
-
 // IsRelay reports whether the named listener relays (pool_mode none).
 func (s *Server) IsRelay(name string) bool {
 	for _, l := range s.all() {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/switchyard-proxy/switchyard/internal/events"
 	"github.com/switchyard-proxy/switchyard/proxy"
 )
 
@@ -124,7 +125,7 @@ func (c *Console) pause(ctx context.Context, arg string) ([]proxy.Result, error)
 	if p.Paused(t) {
 		return nil, consoleError("already suspended/paused")
 	}
-	c.s.deps.Events.Add("admin", "PAUSE %s", t)
+	c.s.deps.Events.Add(events.Admin, "PAUSE %s", t)
 	if err := p.Pause(ctx, t); err != nil {
 		return nil, consoleError(err.Error())
 	}
@@ -145,7 +146,7 @@ func (c *Console) resume(ctx context.Context, arg string) ([]proxy.Result, error
 	case !was:
 		return nil, consoleError(fmt.Sprintf("database %s is not paused", arg))
 	}
-	c.s.deps.Events.Add("admin", "RESUME %s", t)
+	c.s.deps.Events.Add(events.Admin, "RESUME %s", t)
 	return tag("RESUME"), nil
 }
 
@@ -157,7 +158,7 @@ func (c *Console) reconnect(ctx context.Context, arg string) ([]proxy.Result, er
 	if err := c.s.deps.Proxy.Reconnect(t, ""); err != nil {
 		return nil, consoleError(err.Error())
 	}
-	c.s.deps.Events.Add("admin", "RECONNECT %s", t)
+	c.s.deps.Events.Add(events.Admin, "RECONNECT %s", t)
 	return tag("RECONNECT"), nil
 }
 
@@ -170,7 +171,7 @@ func (c *Console) kill(ctx context.Context, arg string) ([]proxy.Result, error) 
 		return nil, err
 	}
 	n := c.s.deps.Proxy.Kill(t)
-	c.s.deps.Events.Add("admin", "KILL %s: ended %d session(s); paused until RESUME", t, n)
+	c.s.deps.Events.Add(events.Admin, "KILL %s: ended %d session(s); paused until RESUME", t, n)
 	return tag("KILL"), nil
 }
 
@@ -188,7 +189,7 @@ func (c *Console) shutdown(ctx context.Context, arg string) ([]proxy.Result, err
 	if arg != "" || c.s.deps.Shutdown == nil {
 		return nil, invalid("SHUTDOWN " + arg)
 	}
-	c.s.deps.Events.Add("admin", "SHUTDOWN")
+	c.s.deps.Events.Add(events.Admin, "SHUTDOWN")
 	c.s.deps.Shutdown()
 	return tag("SHUTDOWN"), nil
 }

@@ -361,7 +361,7 @@ func (c *Console) databases() []dbRow {
 		idx[name] = len(rows)
 		r := dbRow{name: name, database: db, l: l}
 		if l.Mode != proxy.Relay {
-			r.paused = p.DatabasePaused(l.Name, db)
+			r.paused = p.Paused(proxy.Target{Listener: l.Name, Database: db})
 		}
 		rows = append(rows, r)
 		return &rows[len(rows)-1]
