@@ -7,10 +7,15 @@
 // client never competes with what it measures.
 //
 //	go run ./bench/relay -switchyard bin/switchyard [-duration 15s] [-baseline old/switchyard]
+//	    [-variant name=binary]... [-workloads 10,100,C] [-reps 1]
 //
 // With -baseline, a second Switchyard binary (an earlier build) runs as
 // one more target in the same run, so a change can be compared with what
-// it replaces under the same conditions.
+// it replaces under the same conditions. Each -variant adds one more
+// ("switchyard <name>"): a build, or a wrapper script that sets the
+// environment (GOGC, GOMAXPROCS) and execs a build. With -reps above 1
+// every target runs that many times per workload, interleaved, and the
+// table shows medians.
 package main
 
 import (
@@ -20,6 +25,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -42,16 +49,38 @@ func main() {
 	binary := flag.String("switchyard", "bin/switchyard", "switchyard binary")
 	baseline := flag.String("baseline", "", "an earlier switchyard binary to measure in the same run")
 	duration := flag.Duration("duration", 15*time.Second, "length of each pgbench run")
+	var variants variantFlag
+	flag.Var(&variants, "variant", "name=binary: one more Switchyard target (repeatable)")
+	only := flag.String("workloads", "10,100,C", "workloads to run: 10 and 100 clients, C = new connection per tx")
+	reps := flag.Int("reps", 1, "runs per target and workload, interleaved; the table shows medians")
 	flag.Parse()
+	if *baseline != "" {
+		variants = append([]variant{{"baseline", *baseline}}, variants...)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *binary, *baseline, *duration, os.Stdout); err != nil {
+	if err := run(ctx, *binary, variants, strings.Split(*only, ","), max(*reps, 1), *duration, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, binary, baseline string, duration time.Duration, out io.Writer) error {
+type variant struct{ name, binary string }
+
+type variantFlag []variant
+
+func (v *variantFlag) String() string { return fmt.Sprint(*v) }
+
+func (v *variantFlag) Set(s string) error {
+	name, bin, ok := strings.Cut(s, "=")
+	if !ok || name == "" || bin == "" {
+		return fmt.Errorf("want name=binary, got %q", s)
+	}
+	*v = append(*v, variant{name, bin})
+	return nil
+}
+
+func run(ctx context.Context, binary string, variants []variant, only []string, reps int, duration time.Duration, out io.Writer) error {
 	pg, err := benchkit.StartPG(ctx, nil)
 	if err != nil {
 		return err
@@ -81,34 +110,69 @@ func run(ctx context.Context, binary, baseline string, duration time.Duration, o
 		{"pgbouncer (session)", bouncer.Port, bouncer.PID()},
 		{"switchyard (relay)", sy.Port, sy.PID()},
 	}
-	if baseline != "" {
-		base, err := startSwitchyard(ctx, baseline, primary.Addr())
+	for _, v := range variants {
+		p, err := startSwitchyard(ctx, v.binary, primary.Addr())
 		if err != nil {
-			return fmt.Errorf("baseline: %w", err)
+			return fmt.Errorf("variant %s: %w", v.name, err)
 		}
-		defer base.Close()
-		targets = append(targets, target{"switchyard baseline", base.Port, base.PID()})
+		defer p.Close()
+		targets = append(targets, target{"switchyard " + v.name, p.Port, p.PID()})
 	}
-	workloads := []workload{
-		{"select-only, 10 clients", []string{"-c", "10", "-j", "2"}},
-		{"select-only, 100 clients", []string{"-c", "100", "-j", "2"}},
-		{"select-only, 10 clients, new connection per tx (-C)", []string{"-c", "10", "-j", "2", "-C"}},
+	all := map[string]workload{
+		"10":  {"select-only, 10 clients", []string{"-c", "10", "-j", "2"}},
+		"100": {"select-only, 100 clients", []string{"-c", "100", "-j", "2"}},
+		"C":   {"select-only, 10 clients, new connection per tx (-C)", []string{"-c", "10", "-j", "2", "-C"}},
 	}
-	fmt.Fprintf(out, "pgbench -n -S -T %s, pgbench on CPU %s, PostgreSQL and proxies on CPU %s\n\n",
+	var workloads []workload
+	for _, k := range only {
+		w, ok := all[k]
+		if !ok {
+			return fmt.Errorf("unknown workload %q in -workloads (10, 100, C)", k)
+		}
+		workloads = append(workloads, w)
+	}
+	fmt.Fprintf(out, "pgbench -n -S -T %s, pgbench on CPU %s, PostgreSQL and proxies on CPU %s",
 		duration, benchkit.ClientCPU, benchkit.ServerCPU)
+	if reps > 1 {
+		fmt.Fprintf(out, "; medians of %d interleaved runs", reps)
+	}
+	fmt.Fprint(out, "\n\n")
 	for _, w := range workloads {
-		res := map[string]benchkit.Result{}
-		for _, t := range targets {
-			r, err := measure(ctx, t, w, duration)
-			if err != nil {
-				return fmt.Errorf("%s, %s: %w", t.name, w.name, err)
+		runs := map[string][]benchkit.Result{}
+		for range reps {
+			for _, t := range targets {
+				r, err := measure(ctx, t, w, duration)
+				if err != nil {
+					return fmt.Errorf("%s, %s: %w", t.name, w.name, err)
+				}
+				runs[t.name] = append(runs[t.name], r)
+				fmt.Fprintf(os.Stderr, "bench: %-22s %-55s %9.0f tps %6.1f µs/tx\n", t.name, w.name, r.TPS, r.CPUUsPerTx)
 			}
-			res[t.name] = r
-			fmt.Fprintf(os.Stderr, "bench: %-22s %-55s %9.0f tps\n", t.name, w.name, r.TPS)
+		}
+		res := map[string]benchkit.Result{}
+		for name, rs := range runs {
+			res[name] = median(rs)
 		}
 		printTable(out, w, targets, res)
 	}
 	return nil
+}
+
+// median takes TPS, latency and CPU per transaction each at its own median.
+func median(rs []benchkit.Result) benchkit.Result {
+	pick := func(f func(benchkit.Result) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	return benchkit.Result{
+		TPS:        pick(func(r benchkit.Result) float64 { return r.TPS }),
+		LatencyMs:  pick(func(r benchkit.Result) float64 { return r.LatencyMs }),
+		CPUUsPerTx: pick(func(r benchkit.Result) float64 { return r.CPUUsPerTx }),
+	}
 }
 
 func printTable(out io.Writer, w workload, targets []target, res map[string]benchkit.Result) {
