@@ -17,9 +17,6 @@ import (
 // client-to-server copy runs in its own goroutine; this goroutine copies
 // server to client and is the only writer to the client.
 func (s *session) relay(ctx context.Context) error {
-	if err, ok := s.relayLoop(ctx); ok {
-		return err
-	}
 	var terminated atomic.Bool // the client sent Terminate ('X')
 	done := make(chan struct{})
 	go func() {
