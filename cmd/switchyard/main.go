@@ -20,6 +20,7 @@ import (
 var version = "dev"
 
 func main() {
+	tuneRuntime()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -96,6 +97,12 @@ role = "primary"
 			t.Fatalf("exited early: %v\n%s", err, logs.String())
 		case <-time.After(20 * time.Millisecond):
 		}
+	}
+	// The binary re-executed itself (same PID) with sysmon's deep sleep off.
+	if env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", cmd.Process.Pid)); err != nil {
+		t.Fatal(err)
+	} else if !strings.Contains(string(env), "GODEBUG="+schedtraceOff) {
+		t.Fatalf("GODEBUG not set in the running binary's environment: %q", env)
 	}
 	// The log level goes to debug: the reload's own line says so.
 	os.WriteFile(cfg, []byte("[log]\nlevel = \"debug\"\n"+text), 0o600)
