@@ -2,9 +2,9 @@
 // switches of each proxy in front of one PostgreSQL: HAProxy (tcp mode),
 // pgbouncer (transaction mode), Switchyard's relay and Switchyard's
 // transaction pooling, under pgbench -S (select-only) at each -clients
-// count, and with -M prepared at -prepared-clients (pgbouncer 1.18 is left
-// out there: in transaction mode it loses clients to "prepared statement
-// does not exist").
+// count, with -M extended at -extended-clients, and with -M prepared at
+// -prepared-clients (pgbouncer 1.18 is left out there: in transaction mode
+// it loses clients to "prepared statement does not exist").
 //
 // Each pgbench run (-duration long, one per target and workload) has two
 // windows, each measured on the proxy process only:
@@ -27,7 +27,7 @@
 // (-pool-size) and trust auth with an auth file, as in bench/pooling.
 //
 //	go run ./bench/syscalls -switchyard bin/switchyard [-duration 8s] [-clients 10,100]
-//	    [-prepared-clients 100] [-pool-size 20] [-targets haproxy,pgbouncer,relay,transaction]
+//	    [-extended-clients 100] [-prepared-clients 100] [-pool-size 20] [-targets haproxy,pgbouncer,relay,transaction]
 //
 // It prints Markdown: one table of the main figures per target and
 // workload, then for each workload every system call per transaction.
@@ -79,6 +79,7 @@ type config struct {
 	duration        time.Duration
 	clients         []int
 	preparedClients int
+	extendedClients int
 	poolSize        int
 	only            map[string]bool // short target names to run; all when empty
 }
@@ -92,6 +93,7 @@ func main() {
 	flag.StringVar(&cfg.binary, "switchyard", "bin/switchyard", "switchyard binary")
 	flag.DurationVar(&cfg.duration, "duration", 8*time.Second, "length of each pgbench run (both windows and a margin around them)")
 	flag.StringVar(&clients, "clients", "10,100", "pgbench client counts (select-only, simple protocol)")
+	flag.IntVar(&cfg.extendedClients, "extended-clients", 100, "pgbench clients for the -M extended rows (Parse/Bind/Describe/Execute/Sync each time); 0 skips them")
 	flag.IntVar(&cfg.preparedClients, "prepared-clients", 100, "pgbench clients for the -M prepared rows; 0 skips them")
 	flag.IntVar(&cfg.poolSize, "pool-size", 20, "default_pool_size of both poolers (pgbouncer and Switchyard)")
 	targets := flag.String("targets", "haproxy,pgbouncer,relay,transaction", "targets to measure")
@@ -184,6 +186,10 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	for _, c := range cfg.clients {
 		workloads = append(workloads, workload{name: fmt.Sprintf("select-only, %d clients", c), clients: c,
 			args: []string{"-c", strconv.Itoa(c), "-j", "2"}})
+	}
+	if c := cfg.extendedClients; c > 0 {
+		workloads = append(workloads, workload{name: fmt.Sprintf("select-only, %d clients, -M extended", c), clients: c,
+			args: []string{"-c", strconv.Itoa(c), "-j", "2", "-M", "extended"}})
 	}
 	if cfg.preparedClients > 0 {
 		c := cfg.preparedClients
