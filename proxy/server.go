@@ -200,7 +200,7 @@ func (s *Server) Listen() error {
 
 // bind opens one listener's socket and builds its pools.
 func (s *Server) bind(l Listener) (*listener, error) {
-	ln, err := net.Listen("tcp", l.Address)
+	ln, err := listenConfig().Listen(context.Background(), "tcp", l.Address)
 	if err != nil {
 		return nil, fmt.Errorf("listener %q: %w", l.Name, err)
 	}
