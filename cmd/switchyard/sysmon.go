@@ -6,7 +6,10 @@ import (
 
 // schedtraceOff is the GODEBUG setting that keeps the Go runtime's sysmon
 // thread out of its deep sleep: a scheduler trace every 2^31-1 ms (24.8
-// days), which in practice is never printed.
+// days), the longest period there is. The runtime prints one "SCHED ..."
+// line on stderr each time the period has passed since boot: never on a
+// host up for less than 24.8 days, else once at start and then every 24.8
+// days.
 //
 // Why: when every P of the process is idle — a proxy waiting on
 // PostgreSQL, which on a shared core is most of the time — sysmon parks
