@@ -49,13 +49,13 @@ func main() {
 	binary := flag.String("switchyard", "bin/switchyard", "switchyard binary")
 	baseline := flag.String("baseline", "", "an earlier switchyard binary to measure in the same run")
 	duration := flag.Duration("duration", 15*time.Second, "length of each pgbench run")
-	var variants variantFlag
+	var variants benchkit.Variants
 	flag.Var(&variants, "variant", "name=binary: one more Switchyard target (repeatable)")
 	only := flag.String("workloads", "10,100,C", "workloads to run: 10 and 100 clients, C = new connection per tx")
 	reps := flag.Int("reps", 1, "runs per target and workload, interleaved; the table shows medians")
 	flag.Parse()
 	if *baseline != "" {
-		variants = append([]variant{{"baseline", *baseline}}, variants...)
+		variants = append(benchkit.Variants{{Name: "baseline", Binary: *baseline}}, variants...)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -65,22 +65,7 @@ func main() {
 	}
 }
 
-type variant struct{ name, binary string }
-
-type variantFlag []variant
-
-func (v *variantFlag) String() string { return fmt.Sprint(*v) }
-
-func (v *variantFlag) Set(s string) error {
-	name, bin, ok := strings.Cut(s, "=")
-	if !ok || name == "" || bin == "" {
-		return fmt.Errorf("want name=binary, got %q", s)
-	}
-	*v = append(*v, variant{name, bin})
-	return nil
-}
-
-func run(ctx context.Context, binary string, variants []variant, only []string, reps int, duration time.Duration, out io.Writer) error {
+func run(ctx context.Context, binary string, variants benchkit.Variants, only []string, reps int, duration time.Duration, out io.Writer) error {
 	pg, err := benchkit.StartPG(ctx, nil)
 	if err != nil {
 		return err
@@ -111,12 +96,12 @@ func run(ctx context.Context, binary string, variants []variant, only []string, 
 		{"switchyard (relay)", sy.Port, sy.PID()},
 	}
 	for _, v := range variants {
-		p, err := startSwitchyard(ctx, v.binary, primary.Addr())
+		p, err := startSwitchyard(ctx, v.Binary, primary.Addr())
 		if err != nil {
-			return fmt.Errorf("variant %s: %w", v.name, err)
+			return fmt.Errorf("variant %s: %w", v.Name, err)
 		}
 		defer p.Close()
-		targets = append(targets, target{"switchyard " + v.name, p.Port, p.PID()})
+		targets = append(targets, target{"switchyard " + v.Name, p.Port, p.PID()})
 	}
 	all := map[string]workload{
 		"10":  {"select-only, 10 clients", []string{"-c", "10", "-j", "2"}},

@@ -27,7 +27,12 @@
 // (-pool-size) and trust auth with an auth file, as in bench/pooling.
 //
 //	go run ./bench/syscalls -switchyard bin/switchyard [-duration 8s] [-clients 10,100]
-//	    [-extended-clients 100] [-prepared-clients 100] [-pool-size 20] [-targets haproxy,pgbouncer,relay,transaction]
+//	    [-extended-clients 100] [-prepared-clients 100] [-pool-size 20]
+//	    [-targets haproxy,pgbouncer,relay,transaction] [-variant name=binary]...
+//
+// Each -variant is one more target started with the transaction pooling
+// configuration: another build, a wrapper that sets the environment, or a
+// program that reads the same file (bench/floor).
 //
 // It prints Markdown: one table of the main figures per target and
 // workload, then for each workload every system call per transaction.
@@ -80,6 +85,7 @@ type config struct {
 	clients         []int
 	preparedClients int
 	extendedClients int
+	variants        benchkit.Variants
 	poolSize        int
 	only            map[string]bool // short target names to run; all when empty
 }
@@ -96,6 +102,7 @@ func main() {
 	flag.IntVar(&cfg.extendedClients, "extended-clients", 100, "pgbench clients for the -M extended rows (Parse/Bind/Describe/Execute/Sync each time); 0 skips them")
 	flag.IntVar(&cfg.preparedClients, "prepared-clients", 100, "pgbench clients for the -M prepared rows; 0 skips them")
 	flag.IntVar(&cfg.poolSize, "pool-size", 20, "default_pool_size of both poolers (pgbouncer and Switchyard)")
+	flag.Var(&cfg.variants, "variant", "name=binary: one more target, run with the transaction pooling config (repeatable)")
 	targets := flag.String("targets", "haproxy,pgbouncer,relay,transaction", "targets to measure")
 	flag.Parse()
 	cfg.only = map[string]bool{}
@@ -181,6 +188,10 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	start(nTxn, func() (*testbed.Peer, error) {
 		return startSwitchyard(ctx, cfg.binary, primary.Addr(), "transaction", cfg.poolSize)
 	})
+	for _, v := range cfg.variants {
+		p, err := startSwitchyard(ctx, v.Binary, primary.Addr(), "transaction", cfg.poolSize)
+		add(v.Name+" (transaction config)", p, err)
+	}
 
 	var workloads []workload
 	for _, c := range cfg.clients {

@@ -1,0 +1,14 @@
+//go:build !linux
+
+package main
+
+import (
+	"errors"
+	"net"
+)
+
+type loop struct{}
+
+func newLoop(string, int) (*loop, error) { return nil, errors.New("-model epoll needs Linux") }
+func (l *loop) run()                     {}
+func (l *loop) add(net.Conn, []byte)     {}
