@@ -37,21 +37,11 @@ func median(rs []result, startErr error) result {
 		}
 		return result{err: lastErr}
 	}
-	pick := func(f func(result) float64) float64 {
-		v := make([]float64, len(ok))
-		for i, r := range ok {
-			v[i] = f(r)
-		}
-		return medianOf(v)
+	picked := make([]benchkit.Result, len(ok))
+	for i, r := range ok {
+		picked[i] = r.Result
 	}
-	m := result{other: slices.MaxFunc(ok, func(a, b result) int { return cmp.Compare(a.other, b.other) }).other, Result: benchkit.Result{
-		TPS:        pick(func(r result) float64 { return r.TPS }),
-		LatencyMs:  pick(func(r result) float64 { return r.LatencyMs }),
-		CPUUsPerTx: pick(func(r result) float64 { return r.CPUUsPerTx }),
-		Txs:        int(pick(func(r result) float64 { return float64(r.Txs) })),
-		Failed:     int(pick(func(r result) float64 { return float64(r.Failed) })),
-		Aborted:    int(pick(func(r result) float64 { return float64(r.Aborted) })),
-	}}
+	m := result{other: slices.MaxFunc(ok, func(a, b result) int { return cmp.Compare(a.other, b.other) }).other, Result: benchkit.Median(picked)}
 	// Every error any round saw, with the clients it aborted (or the
 	// times it was reported) summed.
 	for _, r := range ok {
@@ -69,15 +59,6 @@ func median(rs []result, startErr error) result {
 		}
 	}
 	return m
-}
-
-func medianOf(v []float64) float64 {
-	slices.Sort(v)
-	n := len(v)
-	if n%2 == 1 {
-		return v[n/2]
-	}
-	return (v[n/2-1] + v[n/2]) / 2
 }
 
 func ratio(a, b float64) string {
@@ -181,7 +162,7 @@ func printConns(out io.Writer, n int, targets []*target, conns map[string][]conn
 			rows[t.name] = row{err: lastErr}
 			continue
 		}
-		rows[t.name] = row{medianOf(total), medianOf(med), medianOf(before), medianOf(idle), medianOf(backends), nil}
+		rows[t.name] = row{benchkit.MedianOf(total), benchkit.MedianOf(med), benchkit.MedianOf(before), benchkit.MedianOf(idle), benchkit.MedianOf(backends), nil}
 	}
 	b := rows[nPgBouncer]
 	for _, t := range targets {

@@ -25,7 +25,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -136,28 +135,11 @@ func run(ctx context.Context, binary string, variants benchkit.Variants, only []
 		}
 		res := map[string]benchkit.Result{}
 		for name, rs := range runs {
-			res[name] = median(rs)
+			res[name] = benchkit.Median(rs)
 		}
 		printTable(out, w, targets, res)
 	}
 	return nil
-}
-
-// median takes TPS, latency and CPU per transaction each at its own median.
-func median(rs []benchkit.Result) benchkit.Result {
-	pick := func(f func(benchkit.Result) float64) float64 {
-		v := make([]float64, len(rs))
-		for i, r := range rs {
-			v[i] = f(r)
-		}
-		slices.Sort(v)
-		return v[len(v)/2]
-	}
-	return benchkit.Result{
-		TPS:        pick(func(r benchkit.Result) float64 { return r.TPS }),
-		LatencyMs:  pick(func(r benchkit.Result) float64 { return r.LatencyMs }),
-		CPUUsPerTx: pick(func(r benchkit.Result) float64 { return r.CPUUsPerTx }),
-	}
 }
 
 func printTable(out io.Writer, w workload, targets []target, res map[string]benchkit.Result) {
