@@ -167,7 +167,7 @@ func idleRun(ctx context.Context, cfg config, pg *testbed.PGNode, v idleVariant)
 	case nTxn:
 		// Limits that fit the open-file limit (fitIdleClients); were they
 		// more, Switchyard would lower them and say so in its log.
-		p, err = startSwitchyard(ctx, cfg.binary, pg.Addr(), "transaction", cfg.poolSize,
+		p, err = benchkit.StartSwitchyardMode(ctx, cfg.binary, pg.Addr(), "transaction", cfg.poolSize,
 			fmt.Sprintf("[limits]\nmax_clients = %d\nmax_startups = %d\n", n+idleSpare, idleStartups))
 		if err == nil {
 			if l := logLine(p, "open-file limit"); l != "" {

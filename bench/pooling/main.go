@@ -155,12 +155,12 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		defer bouncer.Close()
 	}
 	add(nPgBouncer, bouncer, err)
-	relay, err := startSwitchyard(ctx, cfg.binary, primary.Addr(), "none", cfg.poolSize, "")
+	relay, err := benchkit.StartSwitchyardMode(ctx, cfg.binary, primary.Addr(), "none", cfg.poolSize, "")
 	if err == nil {
 		defer relay.Close()
 	}
 	add(nRelay, relay, err)
-	txn, err := startSwitchyard(ctx, cfg.binary, primary.Addr(), "transaction", cfg.poolSize, "")
+	txn, err := benchkit.StartSwitchyardMode(ctx, cfg.binary, primary.Addr(), "transaction", cfg.poolSize, "")
 	if err == nil {
 		defer txn.Close()
 	}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/switchyard-proxy/switchyard/bench/internal/benchkit"
 	"github.com/switchyard-proxy/switchyard/internal/testbed"
 )
 
@@ -55,25 +54,4 @@ func showLog(t *target) {
 	}
 	t.logShown = true
 	fmt.Fprintf(os.Stderr, "bench: end of %s's log (%s):\n%s\n", t.name, t.peer.LogPath(), t.peer.LogTail())
-}
-
-// startSwitchyard runs binary in front of addr on the server CPU, with
-// one listener in poolMode ("none" is the relay). The pooling settings
-// match pgbouncer's: trust auth from an auth file naming the bench user,
-// and default_pool_size. extra is more TOML after the config.
-func startSwitchyard(ctx context.Context, binary, addr, poolMode string, poolSize int, extra string) (*testbed.Peer, error) {
-	pooling := ""
-	if poolMode != "none" {
-		pooling = fmt.Sprintf(`
-[auth]
-type = "trust"
-file = "{dir}/userlist.txt"
-[pool]
-default_pool_size = %d
-`, poolSize)
-	}
-	pooling += extra
-	return benchkit.StartSwitchyard(ctx, binary, addr, "bench", fmt.Sprintf("pool_mode = %q\n", poolMode), pooling, map[string]string{
-		"userlist.txt": fmt.Sprintf("%q \"\"\n", testbed.UserSuper),
-	})
 }

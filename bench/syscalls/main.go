@@ -183,13 +183,13 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		})
 	})
 	start(nRelay, func() (*testbed.Peer, error) {
-		return startSwitchyard(ctx, cfg.binary, primary.Addr(), "none", cfg.poolSize)
+		return benchkit.StartSwitchyardMode(ctx, cfg.binary, primary.Addr(), "none", cfg.poolSize, "")
 	})
 	start(nTxn, func() (*testbed.Peer, error) {
-		return startSwitchyard(ctx, cfg.binary, primary.Addr(), "transaction", cfg.poolSize)
+		return benchkit.StartSwitchyardMode(ctx, cfg.binary, primary.Addr(), "transaction", cfg.poolSize, "")
 	})
 	for _, v := range cfg.variants {
-		p, err := startSwitchyard(ctx, v.Binary, primary.Addr(), "transaction", cfg.poolSize)
+		p, err := benchkit.StartSwitchyardMode(ctx, v.Binary, primary.Addr(), "transaction", cfg.poolSize, "")
 		add(v.Name+" (transaction config)", p, err)
 	}
 
@@ -239,24 +239,4 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	}
 	printReport(out, cfg, workloads, targets, res)
 	return nil
-}
-
-// startSwitchyard runs binary in front of addr on the server CPU with one
-// listener in poolMode ("none" is the relay); pooling as pgbouncer's:
-// trust auth from an auth file naming the bench user, and
-// default_pool_size. The same configuration as bench/pooling's.
-func startSwitchyard(ctx context.Context, binary, addr, poolMode string, poolSize int) (*testbed.Peer, error) {
-	pooling := ""
-	if poolMode != "none" {
-		pooling = fmt.Sprintf(`
-[auth]
-type = "trust"
-file = "{dir}/userlist.txt"
-[pool]
-default_pool_size = %d
-`, poolSize)
-	}
-	return benchkit.StartSwitchyard(ctx, binary, addr, "bench", fmt.Sprintf("pool_mode = %q\n", poolMode), pooling, map[string]string{
-		"userlist.txt": fmt.Sprintf("%q \"\"\n", testbed.UserSuper),
-	})
 }

@@ -250,3 +250,24 @@ server_mode = "disable"   # like HAProxy's plain TCP; no SSLRequest round trip
 	maps.Copy(all, files)
 	return testbed.StartSwitchyardFiles(ctx, binary, all, port, ServerCPU)
 }
+
+// StartSwitchyardMode runs binary in front of addr on the server CPU with
+// one listener, "bench", in poolMode ("none" is the relay). The pooling
+// settings match the pgbouncer the benches run beside it: trust auth from
+// an auth file naming the bench user, and default_pool_size = poolSize.
+// extra is more TOML after the config.
+func StartSwitchyardMode(ctx context.Context, binary, addr, poolMode string, poolSize int, extra string) (*testbed.Peer, error) {
+	pooling := ""
+	if poolMode != "none" {
+		pooling = fmt.Sprintf(`
+[auth]
+type = "trust"
+file = "{dir}/userlist.txt"
+[pool]
+default_pool_size = %d
+`, poolSize)
+	}
+	return StartSwitchyard(ctx, binary, addr, "bench", fmt.Sprintf("pool_mode = %q\n", poolMode), pooling+extra, map[string]string{
+		"userlist.txt": fmt.Sprintf("%q \"\"\n", testbed.UserSuper),
+	})
+}
