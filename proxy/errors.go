@@ -67,6 +67,19 @@ type KillCause struct {
 	SQLState string
 	Message  string
 	Reason   EndReason // for metrics; EndKilled if empty
+	// Anonymous, when set, replaces Message for a client that has not
+	// logged in yet: it names the listener, never a member.
+	Anonymous string
+}
+
+// forClient is what a client that has (loggedIn) or has not logged in
+// may be told of err.
+func forClient(err error, loggedIn bool) error {
+	var kc *KillCause
+	if loggedIn || !errors.As(err, &kc) || kc.Anonymous == "" {
+		return err
+	}
+	return &KillCause{SQLState: kc.SQLState, Message: kc.Anonymous, Reason: kc.Reason}
 }
 
 func (k *KillCause) Error() string { return k.Message }
@@ -74,12 +87,14 @@ func (k *KillCause) Error() string { return k.Message }
 // RoleLost is the cause that ends a session whose member lost the role
 // it was chosen for: 57P01, naming the member and what it lost.
 func RoleLost(l *router.Loss) *KillCause {
+	anon := fmt.Sprintf("terminating connection because the %s server chosen for listener %q %s while connecting; reconnect",
+		l.Role, l.Listener, l.Why)
 	if l.Role == topology.RolePrimary {
-		return &KillCause{SQLState: codeAdminShutdown, Reason: EndRoleLost, Message: fmt.Sprintf(
+		return &KillCause{SQLState: codeAdminShutdown, Reason: EndRoleLost, Anonymous: anon, Message: fmt.Sprintf(
 			"terminating connection because server %q is no longer the primary: it %s; reconnect to reach the current primary",
 			l.Backend, l.Why)}
 	}
-	return &KillCause{SQLState: codeAdminShutdown, Reason: EndRoleLost, Message: fmt.Sprintf(
+	return &KillCause{SQLState: codeAdminShutdown, Reason: EndRoleLost, Anonymous: anon, Message: fmt.Sprintf(
 		"terminating connection because server %q no longer serves listener %q as a %s: it %s; reconnect",
 		l.Backend, l.Listener, l.Role, l.Why)}
 }

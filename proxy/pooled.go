@@ -58,6 +58,7 @@ func (s *session) runPooled(ctx, loginCtx context.Context) error {
 	if err := s.phase(loginCtx, func() error { return p.login(ctx, loginCtx) }); err != nil {
 		return err
 	}
+	s.loggedIn = true
 	s.pooled.Store(p) // its machine is used under p.mu from now on
 
 	s.ln.stats.Sessions.Add(1)

@@ -14,8 +14,10 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/switchyard-proxy/switchyard/discovery/topology"
 	"github.com/switchyard-proxy/switchyard/internal/testbed"
 	"github.com/switchyard-proxy/switchyard/proxy"
+	"github.com/switchyard-proxy/switchyard/router"
 )
 
 func TestRoutesByRole(t *testing.T) {
@@ -313,6 +315,54 @@ func TestRegistryKillEndsSessionsWithCause(t *testing.T) {
 	}
 	mustQuery(t, ctx, ro, "SELECT 1") // sessions on other backends are untouched
 	testbed.Eventually(t, 5*time.Second, "registry to drop the killed session", func() bool { return p.Registry().Len() == 1 })
+}
+
+// A session ended while its client is still logging in must not tell
+// the client which member it had been routed to; a logged-in one may be.
+func TestRoleLostBeforeLoginNamesNoMember(t *testing.T) {
+	needPG(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	p := startProxy(t, setup{})
+	c, err := net.Dial("tcp", p.addr("rw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	fe := pgproto3.NewFrontend(c, c)
+	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
+		Parameters: map[string]string{"user": testbed.UserSCRAM, "database": "postgres"}})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// The server asks for SCRAM: the session is routed and registered,
+	// and the client has not logged in.
+	if msg, err := fe.Receive(); err != nil {
+		t.Fatal(err)
+	} else if _, ok := msg.(*pgproto3.AuthenticationSASL); !ok {
+		t.Fatalf("first answer %T, want AuthenticationSASL", msg)
+	}
+	lost := proxy.RoleLost(&router.Loss{Binding: router.Binding{Listener: "rw", Backend: "pg1", Role: topology.RolePrimary},
+		Why: "was demoted to replica"})
+	if n := p.Registry().Kill(func(s proxy.SessionInfo) bool { return s.Backend == "pg1" }, lost); n != 1 {
+		t.Fatalf("Kill ended %d sessions, want 1", n)
+	}
+	msg, err := fe.Receive()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, ok := msg.(*pgproto3.ErrorResponse)
+	if !ok || e.Code != "57P01" || strings.Contains(e.Message, "pg1") || !strings.Contains(e.Message, `listener "rw"`) {
+		t.Fatalf("client still logging in got %#v, want 57P01 naming the listener and no member", msg)
+	}
+
+	rw := connect(t, ctx, p.dsn("rw", testbed.UserSCRAM))
+	mustQuery(t, ctx, rw, "SELECT 1")
+	p.Registry().Kill(func(s proxy.SessionInfo) bool { return s.Backend == "pg1" }, lost)
+	if _, err := query(ctx, rw, "SELECT 1"); sqlState(err) != "57P01" || !strings.Contains(err.Error(), `server "pg1" is no longer the primary`) {
+		t.Fatalf("logged-in client: %v, want 57P01 naming the member", err)
+	}
 }
 
 func TestMaxClients(t *testing.T) {

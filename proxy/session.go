@@ -42,6 +42,7 @@ type session struct {
 	unregister func()   // removes the session from the registry
 	clientKey  pool.Key // the cancel key the client was given
 	admitted   bool     // counted against max_clients (else still starting)
+	loggedIn   bool     // the client has logged in: it may hear member names
 
 	// pending counts requests the server has yet to answer with
 	// ReadyForQuery (Query, Sync, FunctionCall): while it is above zero
@@ -103,6 +104,7 @@ func (s *session) run(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	s.loggedIn = true
 	s.ln.stats.Sessions.Add(1)
 	s.totals.Assignments.Add(1)
 	return s.relay(ctx)
@@ -166,7 +168,7 @@ func (s *session) setServer(ctx context.Context, c *pool.Conn) error {
 // key.
 func (s *session) finish(ctx context.Context, err error) {
 	if renderable(err) {
-		s.cw.sendError(err)
+		s.cw.sendError(forClient(err, s.loggedIn))
 		s.ln.stats.Errors.Add(1)
 		s.ln.obs.Error(sqlstateClass(errorResponse(err).Code))
 	}
