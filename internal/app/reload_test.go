@@ -80,14 +80,14 @@ func TestReloadUnderLoad(t *testing.T) {
 		}
 		return n
 	}
-	waitFor(t, ctx, "pgbench to fill the pool of 2", func() bool { return servers() == 2 })
+	testbed.Eventually(t, 30*time.Second, "pgbench to fill the pool of 2", func() bool { return servers() == 2 })
 	if err := os.WriteFile(y.ConfigPath, []byte(reloadConfig(primary.Addr(), 5, extraListener)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := y.Reload(); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
-	waitFor(t, ctx, "the pool to grow past 2 servers", func() bool { return servers() > 2 })
+	testbed.Eventually(t, 30*time.Second, "the pool to grow past 2 servers", func() bool { return servers() > 2 })
 	c, err := pgconn.Connect(ctx, y.DSN("tx2", testbed.UserSuper))
 	if err != nil {
 		t.Fatalf("the added listener: %v", err)
@@ -142,7 +142,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		t.Fatal("the removed listener still accepts")
 	}
 	c.Close(ctx)
-	waitFor(t, ctx, "the removed listener to drain", func() bool { return y.Addr("tx2") == nil })
+	testbed.Eventually(t, 30*time.Second, "the removed listener to drain", func() bool { return y.Addr("tx2") == nil })
 	if !strings.Contains(y.Log.String(), "removed listener drained") {
 		t.Errorf("no drain log line")
 	}
@@ -154,19 +154,5 @@ func TestReloadUnderLoad(t *testing.T) {
 	}
 	if reloads < 3 {
 		t.Errorf("%d reload events, want 3 (added, refused, removed)", reloads)
-	}
-}
-
-// waitFor polls ok until it holds or ctx ends.
-func waitFor(t *testing.T, ctx context.Context, what string, ok func() bool) {
-	t.Helper()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !ok() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("waiting for %s: %v", what, ctx.Err())
-		case <-tick.C:
-		}
 	}
 }
