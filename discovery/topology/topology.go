@@ -5,6 +5,7 @@
 package topology
 
 import (
+	"fmt"
 	"strings"
 	"time"
 )
@@ -27,6 +28,22 @@ func (r Role) String() string {
 		return "replica"
 	}
 	return "unknown"
+}
+
+// MarshalText implements encoding.TextMarshaler: a Role is its word in
+// JSON (/api/status) and in structured logs.
+func (r Role) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler, reading the words
+// String writes.
+func (r *Role) UnmarshalText(b []byte) error {
+	for _, c := range []Role{RoleUnknown, RolePrimary, RoleReplica} {
+		if string(b) == c.String() {
+			*r = c
+			return nil
+		}
+	}
+	return fmt.Errorf("topology: unknown role %q", b)
 }
 
 // LagUnknown is Member.Lag when discovery cannot tell a replica's lag.

@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 )
@@ -48,5 +49,23 @@ func TestPrimaryAndEqual(t *testing.T) {
 	stamped := &Snapshot{Revision: 9, Members: []Member{{Name: "a", Role: RolePrimary, Healthy: true, Suspect: true, Since: time.Now()}}}
 	if !one.Equal(stamped) {
 		t.Error("Equal must ignore revision and Since")
+	}
+}
+
+// A Role is its word in JSON, both ways.
+func TestRoleText(t *testing.T) {
+	for _, r := range []Role{RoleUnknown, RolePrimary, RoleReplica} {
+		b, err := json.Marshal(r)
+		if err != nil || string(b) != `"`+r.String()+`"` {
+			t.Fatalf("json.Marshal(%s) = %s, %v", r, b, err)
+		}
+		var back Role
+		if err := json.Unmarshal(b, &back); err != nil || back != r {
+			t.Fatalf("json.Unmarshal(%s) = %s, %v", b, back, err)
+		}
+	}
+	var r Role
+	if err := json.Unmarshal([]byte(`"leader"`), &r); err == nil {
+		t.Fatalf(`json.Unmarshal("leader") = %s, want an error`, r)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/switchyard-proxy/switchyard/discovery"
+	"github.com/switchyard-proxy/switchyard/discovery/topology"
 	"github.com/switchyard-proxy/switchyard/proxy"
 )
 
@@ -188,23 +189,23 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 
 	snap := d.Router.Snapshot()
 	type rh struct {
-		role    string
+		role    topology.Role
 		healthy bool
 	}
 	counts := map[rh]int{}
 	for _, m := range snap.Members {
-		counts[rh{m.Role.String(), m.Healthy}]++
-		if m.Lag >= 0 && m.Role.String() == "replica" {
+		counts[rh{m.Role, m.Healthy}]++
+		if m.Lag >= 0 && m.Role == topology.RoleReplica {
 			gauge(descMemberLag, float64(m.Lag), m.Name)
 		}
 	}
-	for _, role := range []string{"primary", "replica", "unknown"} {
+	for _, role := range []topology.Role{topology.RolePrimary, topology.RoleReplica, topology.RoleUnknown} {
 		for _, h := range []bool{true, false} {
 			hv := "false"
 			if h {
 				hv = "true"
 			}
-			gauge(descMembers, float64(counts[rh{role, h}]), role, hv)
+			gauge(descMembers, float64(counts[rh{role, h}]), role.String(), hv)
 		}
 	}
 	_, ok := snap.Primary()

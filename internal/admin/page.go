@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/switchyard-proxy/switchyard/discovery/topology"
 )
 
 //go:embed page.html
@@ -33,9 +35,9 @@ var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 		}
 		return short(now.Sub(*since))
 	},
-	"lag": func(lag int64, role string) string {
+	"lag": func(lag int64, role topology.Role) string {
 		switch {
-		case role != "replica":
+		case role != topology.RoleReplica:
 			return ""
 		case lag < 0:
 			return "unknown"

@@ -513,7 +513,7 @@ func (c *Console) showTopology() proxy.Result {
 		if !m.Healthy {
 			healthy = "no"
 		}
-		t.row(m.Name, m.Role, healthy, m.State, m.Addr, m.Timeline, lag, m.Tags, since, st.Discovery.Revision,
+		t.row(m.Name, m.Role.String(), healthy, m.State, m.Addr, m.Timeline, lag, m.Tags, since, st.Discovery.Revision,
 			st.Discovery.Source, string(st.Discovery.State), fmt.Sprintf("%.3f", max(0, st.Discovery.LastChangeAge)))
 	}
 	return t.r

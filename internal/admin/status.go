@@ -56,19 +56,19 @@ type DiscoveryStatus struct {
 
 // MemberStatus is one cluster member.
 type MemberStatus struct {
-	Name     string       `json:"name"`
-	Addr     string       `json:"addr"`
-	Role     string       `json:"role"` // primary, replica, unknown
-	Healthy  bool         `json:"healthy"`
-	State    string       `json:"state"`
-	Timeline int64        `json:"timeline"`
-	Lag      int64        `json:"lag_bytes"` // -1 if unknown
-	Tags     string       `json:"tags"`
-	Sync     bool         `json:"sync"`
-	Why      string       `json:"why,omitempty"`
-	Since    *time.Time   `json:"role_since,omitempty"` // nil: held since Switchyard started
-	Sessions int          `json:"sessions"`             // bound client sessions
-	Pools    []PoolStatus `json:"pools"`
+	Name     string        `json:"name"`
+	Addr     string        `json:"addr"`
+	Role     topology.Role `json:"role"` // primary, replica, unknown
+	Healthy  bool          `json:"healthy"`
+	State    string        `json:"state"`
+	Timeline int64         `json:"timeline"`
+	Lag      int64         `json:"lag_bytes"` // -1 if unknown
+	Tags     string        `json:"tags"`
+	Sync     bool          `json:"sync"`
+	Why      string        `json:"why,omitempty"`
+	Since    *time.Time    `json:"role_since,omitempty"` // nil: held since Switchyard started
+	Sessions int           `json:"sessions"`             // bound client sessions
+	Pools    []PoolStatus  `json:"pools"`
 }
 
 // PoolStatus is one pool's server connections.
@@ -166,7 +166,7 @@ func (s *Server) status() Status {
 	}
 	bound := d.Proxy.Registry().Counts()
 	for _, m := range snap.Members {
-		ms := MemberStatus{Name: m.Name, Addr: m.Addr, Role: m.Role.String(), Healthy: m.Healthy, State: m.State,
+		ms := MemberStatus{Name: m.Name, Addr: m.Addr, Role: m.Role, Healthy: m.Healthy, State: m.State,
 			Timeline: m.Timeline, Lag: m.Lag, Tags: m.Tags, Sync: m.Sync, Why: m.Why, Sessions: bound[m.Name],
 			Pools: pools[m.Name]}
 		if !m.Since.IsZero() {

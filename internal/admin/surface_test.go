@@ -18,6 +18,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/switchyard-proxy/switchyard/discovery/topology"
 	"github.com/switchyard-proxy/switchyard/internal/admin"
 	"github.com/switchyard-proxy/switchyard/internal/events"
 	"github.com/switchyard-proxy/switchyard/internal/testbed"
@@ -132,7 +133,7 @@ shutdown_timeout = "2s"
 			if m.Timeline <= 0 {
 				t.Errorf("member %s (%s): timeline %d, want > 0", m.Name, m.Role, m.Timeline)
 			}
-			if m.Role == "replica" && m.Lag < 0 {
+			if m.Role == topology.RoleReplica && m.Lag < 0 {
 				t.Errorf("replica %s: lag %d, want known (≥ 0)", m.Name, m.Lag)
 			}
 			if m.State != "running" && m.State != "streaming" {
@@ -585,9 +586,9 @@ func clusterIs(st admin.Status, primary string, names []string) error {
 		return fmt.Errorf("members %v, want %v", got, names)
 	}
 	for _, m := range st.Members {
-		want := "replica"
+		want := topology.RoleReplica
 		if m.Name == primary {
-			want = "primary"
+			want = topology.RolePrimary
 		}
 		if !slices.Contains(names, m.Name) || m.Role != want || !m.Healthy {
 			return fmt.Errorf("members %v: want %s the primary and the others healthy replicas", got, primary)
