@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/switchyard-proxy/switchyard/internal/wire"
+	"github.com/switchyard-proxy/switchyard/proxy/pooler"
 )
 
 // loop is the epoll model: every socket after login, one goroutine.
@@ -17,6 +18,7 @@ type loop struct {
 	size       int
 	epfd, evfd int
 	buf        []byte
+	statements *pooler.Registry // non-nil: the epoll-machine model
 
 	mu   sync.Mutex
 	adds []*end
@@ -36,9 +38,16 @@ type end struct {
 	pend     []byte      // a client's query waiting for a server
 	params   []byte      // a client's startup parameters
 	f        wire.Framer // a server's answer, to find its ReadyForQuery
+
+	// The epoll-machine model (machine_linux.go).
+	m       *pooler.Machine   // a client's
+	in, out []byte            // bytes read and not yet whole messages; bytes to write
+	sparams map[string]string // a server's parameters
+	tag     uint64            // a server's settings fingerprint
+	stmts   any               // a server's prepared statements
 }
 
-func newLoop(backend string, size int) (*loop, error) {
+func newLoop(backend string, size int, machine bool) (*loop, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, err
@@ -50,7 +59,11 @@ func newLoop(backend string, size int) (*loop, error) {
 	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(evfd)}); err != nil {
 		return nil, err
 	}
-	return &loop{backend: backend, size: size, epfd: epfd, evfd: evfd, buf: make([]byte, 32<<10), ends: map[int]*end{}}, nil
+	l := &loop{backend: backend, size: size, epfd: epfd, evfd: evfd, buf: make([]byte, 32<<10), ends: map[int]*end{}}
+	if machine {
+		l.statements = pooler.NewRegistry()
+	}
+	return l, nil
 }
 
 // detach takes c's socket out of Go's poller: a duplicate descriptor for
@@ -121,6 +134,9 @@ func (l *loop) ready(fd int) {
 		l.adds = nil
 		l.mu.Unlock()
 		for _, e := range adds {
+			if l.statements != nil {
+				l.startMachine(e)
+			}
 			l.register(e)
 		}
 		return
@@ -138,6 +154,16 @@ func (l *loop) ready(fd int) {
 		return
 	}
 	p := l.buf[:n]
+	switch {
+	case l.statements != nil && e.isServer:
+		e.in = append(e.in, p...)
+		l.serverMessages(e)
+		return
+	case l.statements != nil:
+		e.in = append(e.in, p...)
+		l.clientMessages(e)
+		return
+	}
 	if e.isServer {
 		l.fromServer(e, p)
 	} else {
@@ -219,7 +245,7 @@ func (l *loop) takeServer(params []byte) *end {
 		return nil
 	}
 	l.nservers++
-	s := &end{fd: fd, isServer: true}
+	s := &end{fd: fd, isServer: true, sparams: sv.params}
 	l.register(s)
 	return s
 }

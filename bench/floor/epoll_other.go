@@ -9,6 +9,6 @@ import (
 
 type loop struct{}
 
-func newLoop(string, int) (*loop, error) { return nil, errors.New("-model epoll needs Linux") }
-func (l *loop) run()                     {}
-func (l *loop) add(net.Conn, []byte)     {}
+func newLoop(string, int, bool) (*loop, error) { return nil, errors.New("-model epoll needs Linux") }
+func (l *loop) run()                           {}
+func (l *loop) add(net.Conn, []byte)           {}

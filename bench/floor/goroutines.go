@@ -5,14 +5,16 @@ import (
 	"net"
 
 	"github.com/switchyard-proxy/switchyard/internal/wire"
+	"github.com/switchyard-proxy/switchyard/proxy/pooler"
 )
 
 // chanPool is the goroutine model: idle servers in a channel, at most
 // cap(slots) of them.
 type chanPool struct {
-	backend string
-	idle    chan *server
-	slots   chan struct{}
+	backend    string
+	idle       chan *server
+	slots      chan struct{}
+	statements *pooler.Registry // the goroutines-machine model's (machine.go)
 }
 
 func (p *chanPool) get(params []byte) (*server, error) {

@@ -1,19 +1,25 @@
-// Command floor is a minimal transaction pooler for pgbench -S (simple
-// query protocol, trust auth), in two I/O models, to measure what a
-// transaction pooler written in Go costs at the least — the floor under
-// Switchyard's pooled path — for issue 11's event-loop experiment:
+// Command floor is a minimal transaction pooler for pgbench -S (trust
+// auth), in four models, to measure what a transaction pooler written in
+// Go costs at the least — the floor under Switchyard's pooled path — for
+// issue 11's event-loop experiment:
 //
 //   - -model goroutines: one goroutine per client reads its query, takes an
 //     idle server from a channel, writes the query, reads the answer up to
-//     ReadyForQuery itself and hands the server back;
+//     ReadyForQuery itself and hands the server back (simple query only);
 //   - -model epoll: after the login, every client and server socket sits in
 //     one level-triggered epoll set served by one goroutine (which waits in
-//     Go's poller on the epoll descriptor), one read per readiness report.
+//     Go's poller on the epoll descriptor), one read per readiness report;
+//   - -model goroutines-machine and epoll-machine: the same two I/O models
+//     with Switchyard's own pooled-client state machine (proxy/pooler,
+//     transaction mode, prepared statements tracked) deciding what every
+//     message does, so -M extended and -M prepared work too, and the two
+//     differ only in the I/O driver.
 //
 // It takes the listener's and the member's address from a Switchyard
 // configuration file (-config), so the benches can run it in place of
 // Switchyard (bench/syscalls -variant). Not a product: no authentication,
-// no TLS, no extended protocol, no cancel, and a client or server that
+// no TLS, no cancel, no pool limits beyond default_pool_size, no
+// pipelining or COPY in goroutines-machine, and a client or server that
 // misbehaves is closed.
 package main
 
@@ -32,11 +38,12 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/switchyard-proxy/switchyard/internal/wire"
+	"github.com/switchyard-proxy/switchyard/proxy/pooler"
 )
 
 func main() {
 	path := flag.String("config", "switchyard.toml", "Switchyard configuration: [[listener]] address, the first member's address, [pool] default_pool_size")
-	model := flag.String("model", "goroutines", "goroutines | epoll")
+	model := flag.String("model", "goroutines", "goroutines | epoll | goroutines-machine | epoll-machine")
 	flag.Parse()
 	var cfg struct {
 		Listener []struct{ Address string }
@@ -66,8 +73,12 @@ func main() {
 	case "goroutines":
 		p := &chanPool{backend: backend, idle: make(chan *server, size), slots: make(chan struct{}, size)}
 		serve = p.client
-	case "epoll":
-		l, err := newLoop(backend, size)
+	case "goroutines-machine":
+		p := &chanPool{backend: backend, idle: make(chan *server, size), slots: make(chan struct{}, size),
+			statements: pooler.NewRegistry()}
+		serve = p.machineClient
+	case "epoll", "epoll-machine":
+		l, err := newLoop(backend, size, *model == "epoll-machine")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "floor:", err)
 			os.Exit(1)
@@ -142,8 +153,11 @@ func login(c net.Conn) ([]byte, error) {
 
 // server is one logged-in server connection.
 type server struct {
-	conn net.Conn
-	br   *bufio.Reader
+	conn   net.Conn
+	br     *bufio.Reader
+	params map[string]string // from its ParameterStatus messages
+	tag    uint64            // the machine models': its settings fingerprint
+	stmts  any               // ... and its prepared statements
 }
 
 // dial opens a server connection and logs in with the client's startup
@@ -159,15 +173,48 @@ func dial(backend string, params []byte) (*server, error) {
 		c.Close()
 		return nil, err
 	}
-	s := &server{conn: c, br: bufio.NewReaderSize(c, 32<<10)}
+	s := &server{conn: c, br: bufio.NewReaderSize(c, 32<<10), params: map[string]string{}}
 	for {
 		m, err := wire.NextMessage(s.br, 1<<20)
 		if err != nil || m[0] == 'E' {
 			c.Close()
 			return nil, fmt.Errorf("server login failed: %v", err)
 		}
-		if m[0] == 'Z' {
+		switch m[0] {
+		case 'S':
+			if k, rest, ok := cutZero(m[5:]); ok {
+				v, _, _ := cutZero(rest)
+				s.params[k] = v
+			}
+		case 'Z':
 			return s, nil
 		}
 	}
+}
+
+// startupParams decodes a startup packet's parameters (name, value, ...,
+// a final NUL).
+func startupParams(b []byte) map[string]string {
+	params := map[string]string{}
+	for {
+		k, rest, ok := cutZero(b)
+		if !ok || k == "" {
+			return params
+		}
+		v, rest, ok := cutZero(rest)
+		if !ok {
+			return params
+		}
+		params[k] = v
+		b = rest
+	}
+}
+
+func cutZero(b []byte) (string, []byte, bool) {
+	for i, c := range b {
+		if c == 0 {
+			return string(b[:i]), b[i+1:], true
+		}
+	}
+	return "", nil, false
 }
