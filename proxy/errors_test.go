@@ -78,9 +78,9 @@ func TestRegistry(t *testing.T) {
 	if c := reg.Counts(); c["p"] != 2 || c["r1"] != 1 || reg.Len() != 3 {
 		t.Fatalf("counts %v len %d", c, reg.Len())
 	}
-	n := reg.EndLost(func(b router.Binding) *router.Loss {
-		if b.Backend == "p" && b.Role == topology.RolePrimary {
-			return &router.Loss{Binding: b, Why: "was demoted to replica"}
+	n := reg.Evict(func(s SessionInfo) *KillCause {
+		if s.Backend == "p" && s.Role == topology.RolePrimary {
+			return RoleLost(&router.Loss{Binding: s.Binding, Why: "was demoted to replica"})
 		}
 		return nil
 	})

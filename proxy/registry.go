@@ -80,18 +80,6 @@ func (r *Registry) Evict(why func(SessionInfo) *KillCause) int {
 	return len(victims)
 }
 
-// EndLost ends every session whose member lost the role it was chosen
-// for, as lost says, with RoleLost's 57P01. The applier calls it with each
-// new snapshot.
-func (r *Registry) EndLost(lost func(router.Binding) *router.Loss) int {
-	return r.Evict(func(s SessionInfo) *KillCause {
-		if l := lost(s.Binding); l != nil {
-			return RoleLost(l)
-		}
-		return nil
-	})
-}
-
 // Kill ends every session for which match returns true, with cause.
 func (r *Registry) Kill(match func(SessionInfo) bool, cause *KillCause) int {
 	return r.Evict(func(s SessionInfo) *KillCause {
