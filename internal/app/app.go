@@ -49,7 +49,8 @@ type App struct {
 
 	mu       sync.Mutex // serialises reloads
 	cfg      *config.Config
-	shutdown context.CancelFunc // set by Run, for SHUTDOWN
+	draining map[string]router.Port // listeners removed by a reload, until they drain
+	shutdown context.CancelFunc     // set by Run, for SHUTDOWN
 	stopMu   sync.Mutex
 }
 
@@ -77,7 +78,7 @@ func New(cfg *config.Config, log *slog.Logger, opt ...Options) (*App, error) {
 	}
 	fitDescriptors(&popts, log)
 
-	a := &App{Events: events.New(), log: log, opts: o, cfg: cfg}
+	a := &App{Events: events.New(), log: log, opts: o, cfg: cfg, draining: map[string]router.Port{}}
 	reg := proxy.NewRegistry()
 	rt := router.New(routerPorts(cfg), reg.Counts)
 	a.Router = rt

@@ -13,6 +13,7 @@ import (
 	"github.com/switchyard-proxy/switchyard/internal/auth"
 	"github.com/switchyard-proxy/switchyard/internal/config"
 	"github.com/switchyard-proxy/switchyard/internal/events"
+	"github.com/switchyard-proxy/switchyard/router"
 )
 
 // Reload re-reads the configuration file (SIGHUP, the console's RELOAD)
@@ -27,7 +28,11 @@ import (
 // A file that does not load keeps the running configuration, and every
 // error in it is logged and returned. What cannot change live (discovery,
 // TLS, auth type, limits, the admin endpoint, a listener's address, role
-// or pool mode) is logged as needing a restart.
+// or pool mode) is logged as needing a restart. What loads but fails to
+// apply (a listener whose address is taken, or whose name a removed
+// listener still holds while it drains; pool settings) is logged, shown
+// as an event and returned, and stays out of the running configuration:
+// the next reload tries it again.
 func (a *App) Reload() error {
 	if a.opts.Path == "" {
 		return errors.New("reload: Switchyard was not started from a configuration file")
@@ -67,7 +72,10 @@ func (a *App) Reload() error {
 	}
 
 	// Listeners: routing first (a new listener's sessions route at once;
-	// a removed one's draining sessions keep their port), then sockets.
+	// a removed one's draining sessions keep their port until they end,
+	// across later reloads too), then sockets.
+	// What does not apply stays out of the running configuration, so that
+	// the next reload tries it again.
 	old := map[string]int{}
 	for i, l := range cur.Listeners {
 		old[l.Name] = i
@@ -76,26 +84,50 @@ func (a *App) Reload() error {
 	for i, l := range next.Listeners {
 		now[l.Name] = i
 	}
-	ports := routerPorts(next)
-	for _, l := range cur.Listeners {
-		if _, kept := now[l.Name]; !kept {
-			ports = append(ports, routerPort(cur, l))
+	var errs []error
+	failed := map[string]bool{} // listeners of next not added
+	notApplied := func(what string, err error) {
+		errs = append(errs, fmt.Errorf("%s: %w", what, err))
+		a.log.Error("reload: not applied; the running configuration keeps its value and a later reload tries again",
+			"file", a.opts.Path, "what", what, "err", err)
+		a.Events.Add(events.Reload, "%s not applied (a later reload tries again): %v", what, err)
+	}
+	for _, l := range next.Listeners {
+		// A listener removed by an earlier reload keeps its name until
+		// its sessions end: the new one can only be added after that.
+		if _, had := old[l.Name]; !had && a.proxy.Addr(l.Name) != nil {
+			failed[l.Name] = true
+			notApplied(fmt.Sprintf("listener %q", l.Name), errors.New("a removed listener of that name is still draining"))
 		}
 	}
-	a.Router.SetPorts(ports)
-	var errs []error
+	for name := range a.draining {
+		if a.proxy.Addr(name) == nil {
+			delete(a.draining, name) // drained
+		}
+	}
+	for _, l := range cur.Listeners {
+		if _, kept := now[l.Name]; !kept {
+			a.draining[l.Name] = routerPort(cur, l)
+		}
+	}
+	a.Router.SetPorts(a.ports(withoutListeners(next, failed)))
+	keptPool := map[string]config.Pool{} // listeners whose pool settings did not apply
 	for i, l := range next.Listeners {
 		j, had := old[l.Name]
 		switch {
+		case failed[l.Name]:
 		case !had:
 			if err := a.proxy.AddListener(proxyListener(next, i)); err != nil {
-				errs = append(errs, fmt.Errorf("listener[%d] %q: %w", i, l.Name, err))
+				failed[l.Name] = true
+				notApplied(fmt.Sprintf("listener[%d] %q", i, l.Name), err)
 				continue
 			}
+			delete(a.draining, l.Name)
 			applied = append(applied, fmt.Sprintf("listener %q added on %s", l.Name, a.proxy.Addr(l.Name)))
 		case l.Pooled() && cur.Listeners[j].PoolMode == l.PoolMode && !reflect.DeepEqual(cur.PoolFor(j), next.PoolFor(i)):
 			if err := a.proxy.SetPoolOptions(l.Name, poolOptions(next.PoolFor(i))); err != nil {
-				errs = append(errs, fmt.Errorf("listener %q: %w", l.Name, err))
+				keptPool[l.Name] = cur.PoolFor(j)
+				notApplied(fmt.Sprintf("listener %q pool settings", l.Name), err)
 				continue
 			}
 			applied = append(applied, fmt.Sprintf("listener %q pool settings", l.Name))
@@ -105,6 +137,7 @@ func (a *App) Reload() error {
 		if _, kept := now[l.Name]; !kept {
 			if err := a.proxy.RemoveListener(l.Name); err != nil {
 				errs = append(errs, err)
+				a.log.Error("reload: listener not removed", "file", a.opts.Path, "listener", l.Name, "err", err)
 				continue
 			}
 			applied = append(applied, fmt.Sprintf("listener %q removed: it accepts no one and drains", l.Name))
@@ -112,9 +145,19 @@ func (a *App) Reload() error {
 	}
 
 	// What applied is now the running configuration; what needs a restart
-	// keeps its old value in it, so a later reload reports it again.
-	merged := *next
+	// keeps its old value in it, so a later reload reports it again, and
+	// what failed is left out of it (a listener) or keeps its running
+	// value (pool settings), so a later reload applies it again.
+	merged := *withoutListeners(next, failed)
 	keepRestartOnly(&merged, cur)
+	for i, l := range merged.Listeners {
+		if p, ok := keptPool[l.Name]; ok {
+			merged.Listeners[i].Pool = &p // every key set: PoolFor(i) is the running settings
+		}
+	}
+	if len(failed) > 0 {
+		a.Router.SetPorts(a.ports(&merged))
+	}
 	a.cfg = &merged
 	if len(applied) == 0 {
 		applied = append(applied, "nothing changed that applies live")
@@ -126,6 +169,28 @@ func (a *App) Reload() error {
 		a.Events.Add(events.Reload, "%s changed: needs a restart to apply", key)
 	}
 	return errors.Join(errs...)
+}
+
+// ports are the routing policies of c's listeners and of the removed
+// listeners still draining, whose sessions route (and are ended by role
+// changes) as before their removal.
+func (a *App) ports(c *config.Config) []router.Port {
+	ports := routerPorts(c)
+	for name, p := range a.draining {
+		if !slices.ContainsFunc(c.Listeners, func(l config.Listener) bool { return l.Name == name }) {
+			ports = append(ports, p)
+		}
+	}
+	return ports
+}
+
+// withoutListeners is c without the listeners named in drop; its
+// Listeners are a copy either way, so that the result can be changed
+// without changing c.
+func withoutListeners(c *config.Config, drop map[string]bool) *config.Config {
+	out := *c
+	out.Listeners = slices.DeleteFunc(slices.Clone(c.Listeners), func(l config.Listener) bool { return drop[l.Name] })
+	return &out
 }
 
 // reloadFailed logs a file that did not load: every error, one line each.

@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -155,4 +156,100 @@ func TestReloadUnderLoad(t *testing.T) {
 	if reloads < 3 {
 		t.Errorf("%d reload events, want 3 (added, refused, removed)", reloads)
 	}
+}
+
+// A listener a reload cannot add stays out of the running configuration,
+// so the next reload adds it: whether its address was taken, or a
+// removed listener of its name was still draining. Before, the reload
+// kept the whole file as running: the listener never opened, and
+// removing it later failed with "no listener".
+func TestReloadRetriesWhatDidNotApply(t *testing.T) {
+	pg := testbed.PG(t, testbed.PGOptions{})
+	primary := pg.Nodes[0]
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	y := testbed.StartYard(t, "retry", reloadConfig(primary.Addr(), 2, extraListener))
+	reload := func(extra string) error {
+		t.Helper()
+		if err := os.WriteFile(y.ConfigPath, []byte(reloadConfig(primary.Addr(), 2, extra)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return y.Reload()
+	}
+	query := func(listener string) error {
+		if y.Addr(listener) == nil {
+			return fmt.Errorf("no listener %q", listener)
+		}
+		c, err := pgconn.Connect(ctx, y.DSN(listener, testbed.UserSuper))
+		if err != nil {
+			return err
+		}
+		defer c.Close(ctx)
+		_, err = c.Exec(ctx, "SELECT 1").ReadAll()
+		return err
+	}
+	notApplied := func(listener, why string) {
+		t.Helper()
+		if len(y.Log.Matching("not applied", `\"`+listener+`\"`, why)) == 0 {
+			t.Errorf("no log line says listener %s was not applied (%s):\n%s", listener, why, y.Log.String())
+		}
+		for _, e := range y.Events.List() {
+			if e.Kind == "reload" && strings.Contains(e.Message, `"`+listener+`" not applied`) && strings.Contains(e.Message, why) {
+				return
+			}
+		}
+		t.Errorf("no reload event says listener %s was not applied (%s): %+v", listener, why, y.Events.List())
+	}
+
+	// Its address taken: not added, and added by the next reload once the
+	// address is free.
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx3 := fmt.Sprintf("[[listener]]\nname = \"tx3\"\naddress = %q\nrole = \"primary\"\npool_mode = \"transaction\"\n", busy.Addr())
+	if err := reload(extraListener + tx3); err == nil || !strings.Contains(err.Error(), `"tx3"`) {
+		t.Fatalf("a reload adding a listener on a taken address: %v, want an error naming tx3", err)
+	}
+	if y.Addr("tx3") != nil {
+		t.Fatal("tx3 listens on a taken address")
+	}
+	notApplied("tx3", "address already in use")
+	busy.Close()
+	if err := reload(extraListener + tx3); err != nil {
+		t.Fatalf("the same file again, the address free: %v", err)
+	}
+	if err := query("tx3"); err != nil {
+		t.Fatalf("tx3 after the second reload: %v", err)
+	}
+
+	// Its name held by a removed listener that drains: not added, and
+	// added by the next reload once the old one has drained.
+	held, err := pgconn.Connect(ctx, y.DSN("tx2", testbed.UserSuper))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close(ctx)
+	if err := reload(tx3); err != nil {
+		t.Fatalf("removing tx2: %v", err)
+	}
+	if err := reload(extraListener + tx3); err == nil || !strings.Contains(err.Error(), "still draining") {
+		t.Fatalf("adding tx2 back while the removed tx2 drains: %v, want an error saying it drains", err)
+	}
+	notApplied("tx2", "still draining")
+	if _, err := held.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
+		t.Fatalf("the draining session: %v", err)
+	}
+	held.Close(ctx)
+	testbed.Eventually(t, 30*time.Second, "the removed tx2 to drain", func() bool { return y.Addr("tx2") == nil })
+	if err := reload(extraListener + tx3); err != nil {
+		t.Fatalf("the same file again, tx2 drained: %v", err)
+	}
+	if err := query("tx2"); err != nil {
+		t.Fatalf("tx2 after it was added back: %v", err)
+	}
+	if err := reload(tx3); err != nil {
+		t.Fatalf("removing tx2 again: %v", err)
+	}
+	testbed.Eventually(t, 30*time.Second, "tx2 to drain again", func() bool { return y.Addr("tx2") == nil })
 }
