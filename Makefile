@@ -41,8 +41,9 @@ bench-syscalls: deps build
 bench-failover: deps build
 	$(GO) run ./bench/failover -switchyard bin/switchyard
 
+# DEMO_ARGS=-smoke runs one switchover by itself, prints the summary and stops.
 demo: deps build
-	$(GO) run ./scripts/demo -switchyard bin/switchyard
+	$(GO) run ./scripts/demo -switchyard bin/switchyard $(DEMO_ARGS)
 
 clean:
 	rm -rf bin
