@@ -23,8 +23,11 @@ type Budget struct {
 // FitDescriptors checks maxClients and maxStartups against the process's
 // open-file limit and lowers them to what it allows, so that running out
 // of descriptors refuses new clients (53300, or a closed connection) and
-// never fails a health check or a live session. Run it at start and on
-// every reload.
+// never fails a health check or a live session. Run it at start, and
+// again on every reload: the limit may have been changed on the running
+// process (prlimit), and added listeners take descriptors from the
+// reserve. The limits a proxy admits are fixed when it is built, so a
+// reload only says what the limit allows now (internal/app does both).
 func FitDescriptors(maxClients, maxStartups int) (Budget, error) {
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {

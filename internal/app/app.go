@@ -50,6 +50,7 @@ type App struct {
 	mu       sync.Mutex // serialises reloads
 	cfg      *config.Config
 	draining map[string]router.Port // listeners removed by a reload, until they drain
+	admits   [2]int                 // max_clients and max_startups as fitted to the open-file limit at start
 	shutdown context.CancelFunc     // set by Run, for SHUTDOWN
 	stopMu   sync.Mutex
 }
@@ -78,7 +79,8 @@ func New(cfg *config.Config, log *slog.Logger, opt ...Options) (*App, error) {
 	}
 	fitDescriptors(&popts, log)
 
-	a := &App{Events: events.New(), log: log, opts: o, cfg: cfg, draining: map[string]router.Port{}}
+	a := &App{Events: events.New(), log: log, opts: o, cfg: cfg, draining: map[string]router.Port{},
+		admits: [2]int{popts.MaxClients, popts.MaxStartups}}
 	reg := proxy.NewRegistry()
 	rt := router.New(routerPorts(cfg), reg.Counts)
 	a.Router = rt
@@ -146,6 +148,29 @@ func fitDescriptors(popts *proxy.Options, log *slog.Logger) {
 		popts.MaxClients, popts.MaxStartups = budget.MaxClients, budget.MaxStartups
 	default:
 		log.Info("open-file limit checked", "budget", budget.String())
+	}
+}
+
+// recheckDescriptors runs the start-up's open-file check again on a
+// reload: the limit may have changed since (prlimit on the running
+// process), and listeners added by the reload take descriptors too. What
+// Switchyard admits (admits, fixed at start) cannot change live, so it
+// says what the limit allows now against that, and what to do.
+func (a *App) recheckDescriptors(cfg *config.Config) {
+	budget, err := proxy.FitDescriptors(cfg.Limits.MaxClients, cfg.Limits.MaxStartups)
+	clients, startups := a.admits[0], a.admits[1]
+	switch {
+	case err != nil:
+		a.log.Warn("reload: cannot check the open-file limit against limits.max_clients", "err", err)
+	case budget.MaxClients < clients || budget.MaxStartups < startups:
+		a.log.Warn("reload: the open-file limit is now too low for the clients Switchyard admits: past what it allows, new clients wait for a descriptor and live sessions stay; raise it (prlimit --nofile, LimitNOFILE=), or lower limits.max_clients and restart",
+			"budget", budget.String(), "admitted_clients", clients, "admitted_startups", startups, "listeners", len(cfg.Listeners))
+		a.Events.Add(events.Reload, "the open-file limit is now too low: %s; Switchyard admits %d clients until a restart", budget, clients)
+	case budget.MaxClients > clients || budget.MaxStartups > startups:
+		a.log.Info("reload: the open-file limit now allows more clients than Switchyard admits since its start; a restart admits them",
+			"budget", budget.String(), "admitted_clients", clients, "admitted_startups", startups, "listeners", len(cfg.Listeners))
+	default:
+		a.log.Info("reload: open-file limit checked", "budget", budget.String(), "listeners", len(cfg.Listeners))
 	}
 }
 

@@ -25,6 +25,9 @@ import (
 //   - listeners added (bound and served at once) and removed (they stop
 //     accepting and drain: their sessions go on until they end).
 //
+// Each reload also checks the open-file limit again, as the start does,
+// and logs what it allows against what Switchyard admits.
+//
 // A file that does not load keeps the running configuration, and every
 // error in it is logged and returned. What cannot change live (discovery,
 // TLS, auth type, limits, the admin endpoint, a listener's address, role
@@ -168,6 +171,7 @@ func (a *App) Reload() error {
 		a.log.Warn("configuration change needs a restart to apply; the running value stays", "file", a.opts.Path, "key", key)
 		a.Events.Add(events.Reload, "%s changed: needs a restart to apply", key)
 	}
+	a.recheckDescriptors(&merged)
 	return errors.Join(errs...)
 }
 

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -252,4 +253,71 @@ func TestReloadRetriesWhatDidNotApply(t *testing.T) {
 		t.Fatalf("removing tx2 again: %v", err)
 	}
 	testbed.Eventually(t, 30*time.Second, "tx2 to drain again", func() bool { return y.Addr("tx2") == nil })
+}
+
+// A reload checks the open-file limit again, as the start does, and says
+// what it allows against what Switchyard admits: the limit of a running
+// process can change (prlimit), and listeners come and go. The limits
+// admitted cannot change live, so a limit now too low is a warning that
+// says so.
+func TestReloadChecksDescriptors(t *testing.T) {
+	pg := testbed.PG(t, testbed.PGOptions{})
+	primary := pg.Nodes[0]
+	limits := "[limits]\nmax_clients = 1000\nmax_startups = 100\n"
+	y := testbed.StartYard(t, "fds", reloadConfig(primary.Addr(), 2, limits))
+	if len(y.Log.Matching("open-file limit checked", "covers 1000 clients")) != 1 {
+		t.Fatalf("the start-up log does not say the limit covers 1000 clients:\n%s", y.Log.String())
+	}
+
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		t.Fatal(err)
+	}
+	if rl.Cur < 2*1000+100+64 {
+		t.Skipf("the open-file limit %d is below what 1000 clients need: nothing to lower", rl.Cur)
+	}
+	// As `prlimit --nofile=1024 --pid` on the running process.
+	low := rl
+	low.Cur = 1024
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+			t.Errorf("restoring the open-file limit: %v", err)
+		}
+	})
+	if err := os.WriteFile(y.ConfigPath, []byte(reloadConfig(primary.Addr(), 2, limits+extraListener)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := y.Reload(); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	if y.Addr("tx2") == nil {
+		t.Fatal("the reload did not add tx2")
+	}
+	// 1024 - 64 kept for the rest: 100 starting connections, (960-100)/2 clients.
+	warn := y.Log.Matching("level=WARN", "reload: the open-file limit is now too low", "open-file limit 1024 allows 430 clients",
+		"admitted_clients=1000", "listeners=2")
+	if len(warn) != 1 {
+		t.Errorf("no reload warning says the limit of 1024 allows 430 of the 1000 clients admitted:\n%s", y.Log.String())
+	}
+	var event bool
+	for _, e := range y.Events.List() {
+		event = event || e.Kind == "reload" && strings.Contains(e.Message, "allows 430 clients") && strings.Contains(e.Message, "admits 1000 clients")
+	}
+	if !event {
+		t.Errorf("no reload event says what the limit allows: %+v", y.Events.List())
+	}
+
+	// The limit raised again: the next reload says it covers the clients.
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		t.Fatal(err)
+	}
+	if err := y.Reload(); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	if len(y.Log.Matching("reload: open-file limit checked", "covers 1000 clients", "listeners=2")) != 1 {
+		t.Errorf("the reload after the limit was raised does not say it covers the 1000 clients:\n%s", y.Log.String())
+	}
 }
