@@ -21,25 +21,35 @@ type writer struct {
 	id     int
 	mu     sync.Mutex
 	ok     int
-	errs   []string // SQLSTATE: message
-	closed bool     // the connection ended (it must not)
+	fails  []failure
+	closed bool // the connection ended (it must not)
+}
+
+// failure is a transaction that failed: when it was sent, when its
+// error came, and the error ("SQLSTATE: message").
+type failure struct {
+	client     int
+	sent, done time.Time
+	err        string
 }
 
 func (w *writer) run(ctx context.Context, c *pgconn.PgConn) {
 	for n := 0; ctx.Err() == nil; n++ {
+		sent := time.Now()
 		err := c.Exec(ctx, fmt.Sprintf("INSERT INTO writes(client, n, node) VALUES (%d, %d, inet_server_port())", w.id, n)).Close()
+		done := time.Now()
 		w.mu.Lock()
 		switch {
 		case err == nil:
 			w.ok++
 		case ctx.Err() != nil:
 		default:
+			f := failure{client: w.id, sent: sent, done: done, err: err.Error()}
 			var pe *pgconn.PgError
 			if errors.As(err, &pe) {
-				w.errs = append(w.errs, pe.Code+": "+pe.Message)
-			} else {
-				w.errs = append(w.errs, err.Error())
+				f.err = pe.Code + ": " + pe.Message
 			}
+			w.fails = append(w.fails, f)
 		}
 		if c.IsClosed() {
 			w.closed = true
@@ -59,27 +69,65 @@ func (w *writer) run(ctx context.Context, c *pgconn.PgConn) {
 }
 
 // tally sums the writers' outcomes since the last tally.
-func tally(ws []*writer) (ok int, errs []string, closed int) {
+func tally(ws []*writer) (ok int, fails []failure, closed int) {
 	for _, w := range ws {
 		w.mu.Lock()
 		ok += w.ok
-		errs = append(errs, w.errs...)
+		fails = append(fails, w.fails...)
 		if w.closed {
 			closed++
 		}
-		w.ok, w.errs = 0, nil
+		w.ok, w.fails = 0, nil
 		w.mu.Unlock()
 	}
-	return ok, errs, closed
+	return ok, fails, closed
+}
+
+// errorsOf lists the failures' errors, for a log line.
+func errorsOf(fails []failure) []string {
+	var out []string
+	for _, f := range fails {
+		out = append(out, fmt.Sprintf("client %d: %s", f.client, f.err))
+	}
+	return out
+}
+
+// checkInFlight checks that the failures are only of transactions in
+// flight when the old primary stopped: each sent before stopped (the
+// moment the test bed saw the old primary refuse logins, at or after the
+// moment it ended its backends), at most one per client (a client has
+// one transaction in flight at a time; the next must wait for the new
+// primary and succeed), and each a 08006 saying why. A client idle
+// between transactions when the primary stopped sent its next one after
+// stopped: it sees no error.
+func checkInFlight(t *testing.T, what string, fails []failure, stopped time.Time) {
+	t.Helper()
+	per := map[int]int{}
+	for _, f := range fails {
+		if per[f.client]++; per[f.client] == 2 {
+			t.Errorf("%s: client %d had more than one failed transaction: only the one in flight may fail", what, f.client)
+		}
+		if !f.sent.Before(stopped) {
+			t.Errorf("%s: client %d's transaction sent %s after the old primary stopped failed (%s after sending): %s; "+
+				"a client idle between transactions when the primary stopped must see no error",
+				what, f.client, f.sent.Sub(stopped).Round(time.Millisecond), f.done.Sub(f.sent).Round(time.Millisecond), f.err)
+		}
+		if !strings.HasPrefix(f.err, "08006") {
+			t.Errorf("%s: client %d got %q; only 08006 (its transaction was in flight on the old primary) is allowed", what, f.client, f.err)
+		}
+	}
 }
 
 // The reason Switchyard exists: 50 transaction-pooled clients write in a
 // loop through rw while Patroni switches the primary over, then while the
 // new primary is killed with SIGKILL. No client is disconnected; in a
 // switchover only transactions in flight on the old primary when it
-// stopped may fail (at most one per client), and afterwards every write
-// is on the new primary. After the kill, writes wait for Patroni's ttl
-// and then go on; failures are counted, not failed.
+// stopped may fail (at most one per client): each transaction's send
+// time is compared with the moment the test bed saw the old primary stop
+// (checkInFlight), so a client idle between transactions then is seen to
+// get no error. Afterwards every write is on the new primary. After the
+// kill, writes wait for Patroni's ttl and then go on; failures are
+// counted, not failed.
 func TestPooledSwitchover(t *testing.T) {
 	needPG(t)
 	ctx := context.Background()
@@ -144,8 +192,8 @@ shutdown_timeout = "2s"
 	}
 
 	pause(time.Second)
-	if ok, errs, closed := tally(ws); ok == 0 || len(errs) > 0 || closed > 0 {
-		t.Fatalf("before the switchover: %d writes, errors %v, %d disconnected", ok, errs, closed)
+	if ok, fails, closed := tally(ws); ok == 0 || len(fails) > 0 || closed > 0 {
+		t.Fatalf("before the switchover: %d writes, errors %v, %d disconnected", ok, errorsOf(fails), closed)
 	}
 
 	// A planned switchover.
@@ -156,27 +204,27 @@ shutdown_timeout = "2s"
 			break
 		}
 	}
+	oldStop := testbed.WatchStop(leader)
+	defer oldStop.Close()
 	if err := p.Switchover(ctx, leader.Name, candidate.Name); err != nil {
 		t.Fatal(err)
 	}
 	switched := time.Now()
+	// Patroni stops the old primary before it promotes the candidate.
+	testbed.Eventually(t, 10*time.Second, "the test bed to see "+leader.Name+" stop", func() bool { return !oldStop.At().IsZero() })
+	oldStop.Close()
+	stopped := oldStop.At()
 	pause(2 * time.Second)
-	ok, errs, closed := tally(ws)
-	t.Logf("switchover %s → %s: %d writes, %d failed in flight: %v", leader.Name, candidate.Name, ok, len(errs), errs)
+	ok, fails, closed := tally(ws)
+	t.Logf("switchover %s → %s (%s stopped %s before the switchover returned): %d writes, %d failed in flight: %v",
+		leader.Name, candidate.Name, leader.Name, switched.Sub(stopped).Round(time.Millisecond), ok, len(fails), errorsOf(fails))
 	if closed > 0 {
 		t.Errorf("switchover: %d clients were disconnected", closed)
 	}
 	if ok == 0 {
 		t.Error("switchover: no write succeeded after it")
 	}
-	for _, e := range errs {
-		if !strings.HasPrefix(e, "08006") {
-			t.Errorf("switchover: a client got %q; only 08006 (its transaction was in flight on the old primary) is allowed", e)
-		}
-	}
-	if len(errs) > len(ws) {
-		t.Errorf("switchover: %d failures for %d clients: more than the transactions in flight", len(errs), len(ws))
-	}
+	checkInFlight(t, "switchover", fails, stopped)
 	qctx, qcancel := context.WithTimeout(ctx, 5*time.Second)
 	err = held.Exec(qctx, "SELECT 1").Close()
 	qcancel()
@@ -204,9 +252,17 @@ shutdown_timeout = "2s"
 		pause(200 * time.Millisecond)
 	}
 	pause(3 * time.Second)
-	ok, errs, closed = tally(ws)
-	t.Logf("kill -9 of %s, %s leader after %s: %d writes, %d failed: %v", candidate.Name, next.Name,
-		time.Since(killed).Round(time.Second), ok, len(errs), errs)
+	ok, fails, closed = tally(ws)
+	// Sent after KillHard returned: a SIGKILLed postmaster's backends
+	// end only once they notice, and may take a transaction with them.
+	late := 0
+	for _, f := range fails {
+		if f.sent.After(killed) {
+			late++
+		}
+	}
+	t.Logf("kill -9 of %s, %s leader after %s: %d writes, %d failed (%d sent after the kill): %v", candidate.Name, next.Name,
+		time.Since(killed).Round(time.Second), ok, len(fails), late, errorsOf(fails))
 	if closed > 0 {
 		t.Errorf("kill -9: %d clients were disconnected", closed)
 	}

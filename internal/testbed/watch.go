@@ -126,3 +126,54 @@ func (p *Promotion) At() time.Time {
 
 // Close stops polling.
 func (p *Promotion) Close() { p.cancel(); <-p.done }
+
+// Stop polls a node with a fresh login every 10 ms and records when one
+// first failed: from the moment PostgreSQL begins to shut down it refuses
+// logins (57P03), and it has told its backends to end. The recorded
+// moment is at or after that.
+type Stop struct {
+	mu     sync.Mutex
+	at     time.Time
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// WatchStop starts polling node; Close stops it.
+func WatchStop(node *PatroniNode) *Stop {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Stop{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		dsn := node.dsn()
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for ctx.Err() == nil {
+			lctx, lcancel := context.WithTimeout(ctx, 2*time.Second)
+			c, err := pgconn.Connect(lctx, dsn)
+			lcancel()
+			if err == nil {
+				c.Close(context.Background())
+			} else if ctx.Err() == nil {
+				s.mu.Lock()
+				s.at = time.Now()
+				s.mu.Unlock()
+				return
+			}
+			select {
+			case <-ctx.Done():
+			case <-tick.C:
+			}
+		}
+	}()
+	return s
+}
+
+// At returns when a login to the node first failed, zero if none has.
+func (s *Stop) At() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.at
+}
+
+// Close stops polling.
+func (s *Stop) Close() { s.cancel(); <-s.done }
