@@ -138,6 +138,10 @@ var pinCases = []pinCase{
 		state: "SELECT count(*)::text FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242 AND pid = pg_backend_pid()", pinned: "1", why: "pg_advisory_lock"},
 	{name: "pg_try_advisory_lock", sql: "SELECT pg_try_advisory_lock(4243)",
 		state: "SELECT count(*)::text FROM pg_locks WHERE locktype = 'advisory' AND objid = 4243 AND pid = pg_backend_pid()", pinned: "1", why: "pg_try_advisory_lock"},
+	{name: "pg_advisory_lock_shared", sql: "SELECT pg_advisory_lock_shared(4244)",
+		state: "SELECT count(*)::text FROM pg_locks WHERE locktype = 'advisory' AND objid = 4244 AND mode = 'ShareLock' AND pid = pg_backend_pid()", pinned: "1", why: "pg_advisory_lock_shared"},
+	{name: "pg_try_advisory_lock_shared", sql: "SELECT pg_try_advisory_lock_shared(4245)",
+		state: "SELECT count(*)::text FROM pg_locks WHERE locktype = 'advisory' AND objid = 4245 AND mode = 'ShareLock' AND pid = pg_backend_pid()", pinned: "1", why: "pg_try_advisory_lock_shared"},
 	{name: "set_config", sql: "SELECT set_config('work_mem', '5555kB', false)", state: "SHOW work_mem", pinned: "5555kB", why: "set_config"},
 	{name: "SQL PREPARE", sql: "PREPARE pin_stmt AS SELECT 1",
 		state: "SELECT count(*)::text FROM pg_prepared_statements WHERE name = 'pin_stmt'", pinned: "1", why: "PREPARE"},
@@ -277,7 +281,7 @@ func TestPooledPins(t *testing.T) {
 			}
 			if strings.Contains(tc.sql, "advisory") {
 				sc := superConn(t, ctx)
-				if n := mustQuery(t, ctx, sc, "SELECT count(*)::text FROM pg_locks WHERE locktype = 'advisory' AND objid IN (4242, 4243)")[0]; n != "0" {
+				if n := mustQuery(t, ctx, sc, "SELECT count(*)::text FROM pg_locks WHERE locktype = 'advisory' AND objid IN (4242, 4243, 4244, 4245)")[0]; n != "0" {
 					t.Errorf("%s advisory locks still held after A left", n)
 				}
 			}
