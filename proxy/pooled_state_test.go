@@ -429,22 +429,7 @@ func TestPooledResetFollows(t *testing.T) {
 	const atLogin = "4321ms startup_app 4MB"
 	everywhere := func(want string) {
 		t.Helper()
-		// A server goes back to the pool just after its client has the
-		// ReadyForQuery, so which one A gets next is a race: steer A away
-		// from its last server, then onto it, until it has run on both.
-		seen := map[string]bool{}
-		for i := 0; len(seen) < 2 && i < 8; i++ {
-			keep := steer(t, ctx, dsn, backendPID(t, ctx, a), i%2 == 1)
-			row := mustQuery(t, ctx, a, show)
-			seen[row[1]] = true
-			if row[0] != want {
-				t.Errorf("A on backend %s: %q, want %q", row[1], row[0], want)
-			}
-			keep.commit(t, ctx)
-		}
-		if len(seen) != 2 {
-			t.Errorf("A ran on %v only; want both servers", seen)
-		}
+		onBothServers(t, ctx, dsn, a, show, want)
 	}
 	everywhere(atLogin)
 	for _, tc := range []struct{ set, reset, changed string }{
@@ -475,6 +460,130 @@ func TestPooledResetFollows(t *testing.T) {
 		}
 	}
 	commitAll(t, ctx, hs)
+}
+
+// onBothServers runs show (a value, then the backend's PID) on A's
+// transactions, with a pool of 2, until A has run on both servers, and
+// checks the value is want on each. A server goes back to the pool just
+// after its client has the ReadyForQuery, so which one A gets next is a
+// race: it steers A away from its last server, then onto it.
+func onBothServers(t *testing.T, ctx context.Context, dsn string, a *pgconn.PgConn, show, want string) {
+	t.Helper()
+	seen := map[string]bool{}
+	for i := 0; len(seen) < 2 && i < 8; i++ {
+		keep := steer(t, ctx, dsn, backendPID(t, ctx, a), i%2 == 1)
+		row := mustQuery(t, ctx, a, show)
+		seen[row[1]] = true
+		if row[0] != want {
+			t.Errorf("A on backend %s: %q, want %q", row[1], row[0], want)
+		}
+		keep.commit(t, ctx)
+	}
+	if len(seen) != 2 {
+		t.Errorf("A ran on %v only; want both servers", seen)
+	}
+}
+
+// RESET of a reported setting (TimeZone), or SET ... TO DEFAULT, in a
+// request of its own, follows the client to every server as PostgreSQL
+// would do it on one: back to the value it logged in with (its startup
+// parameter, or else the server's default), with ParameterStatus saying
+// so, and without pinning it.
+func TestPooledResetReportedFollows(t *testing.T) {
+	needPG(t)
+	px := poolSetup{pool: "default_pool_size = 2\nquery_wait_timeout = \"5s\""}.start(t)
+	dsn := px.dsn("tx", testbed.UserSCRAM)
+	const show = "SELECT current_setting('TimeZone'), pg_backend_pid()::text"
+	for _, tc := range []struct{ name, params string }{
+		{"server default", ""},
+		{"startup parameter", " timezone=America/New_York"},
+	} {
+		for _, reset := range []string{"RESET TimeZone", "SET TimeZone TO DEFAULT", "SET TIME ZONE DEFAULT"} {
+			t.Run(tc.name+"/"+reset, func(t *testing.T) {
+				ctx := testCtx(t)
+				// What PostgreSQL does, on a direct connection.
+				direct := connect(t, ctx, pg.Nodes[0].DSN(testbed.UserSCRAM)+tc.params)
+				atLogin := mustQuery(t, ctx, direct, "SHOW TimeZone")[0]
+				mustExec(t, ctx, direct, "SET TimeZone = 'Asia/Tokyo'")
+				mustExec(t, ctx, direct, reset)
+				if got := mustQuery(t, ctx, direct, "SHOW TimeZone")[0]; got != atLogin || direct.ParameterStatus("TimeZone") != atLogin {
+					t.Fatalf("PostgreSQL itself: after %s, TimeZone %q (ParameterStatus %q); logged in with %q",
+						reset, got, direct.ParameterStatus("TimeZone"), atLogin)
+				}
+
+				a := connect(t, ctx, dsn+tc.params)
+				if got := a.ParameterStatus("TimeZone"); got != atLogin {
+					t.Errorf("A's ParameterStatus TimeZone at login %q, want %q", got, atLogin)
+				}
+				onBothServers(t, ctx, dsn, a, show, atLogin)
+				mustExec(t, ctx, a, "SET TimeZone = 'Asia/Tokyo'")
+				onBothServers(t, ctx, dsn, a, show, "Asia/Tokyo")
+				mustExec(t, ctx, a, reset)
+				if got := a.ParameterStatus("TimeZone"); got != atLogin {
+					t.Errorf("after %s, A's ParameterStatus TimeZone = %q, want %q", reset, got, atLogin)
+				}
+				onBothServers(t, ctx, dsn, a, show, atLogin)
+				a.Close(ctx)
+				// Nobody else sees A's settings.
+				hs := holdServers(t, ctx, dsn, 2)
+				for _, h := range hs {
+					if got := mustQuery(t, ctx, h.c, show)[0]; got == "Asia/Tokyo" || (tc.params != "" && got == atLogin) {
+						t.Errorf("another client on backend %s sees A's TimeZone %q", h.pid, got)
+					}
+				}
+				commitAll(t, ctx, hs)
+			})
+		}
+	}
+	if lines := px.Log.Matching("client pinned"); len(lines) != 0 {
+		t.Errorf("pinned: %s", strings.Join(lines, "\n"))
+	}
+}
+
+// Session mode: the client keeps its server, and a reset there goes back
+// to the client's startup settings (which Switchyard applied with
+// set_config), not to the server's own, as on a direct connection.
+func TestPooledSessionResetFollows(t *testing.T) {
+	needPG(t)
+	px := poolSetup{pool: "default_pool_size = 2\nquery_wait_timeout = \"5s\""}.start(t)
+	const params = " timezone=America/New_York options='-c statement_timeout=4321'"
+	const show = "SELECT current_setting('TimeZone') || ' ' || current_setting('statement_timeout')"
+	const atLogin = "America/New_York 4321ms"
+	for _, tc := range []struct{ set, reset string }{
+		{"SET TimeZone = 'Asia/Tokyo'", "RESET TimeZone"},
+		{"SET TIME ZONE 'Asia/Tokyo'", "SET TIME ZONE LOCAL"},
+		{"SET statement_timeout = '9s'", "RESET statement_timeout"},
+		{"SET TimeZone = 'Asia/Tokyo'; SET statement_timeout = '9s'", "RESET ALL"},
+		{"SET TimeZone = 'Asia/Tokyo'; SET statement_timeout = '9s'", "DISCARD ALL"},
+	} {
+		t.Run(tc.reset, func(t *testing.T) {
+			ctx := testCtx(t)
+			for _, c := range []struct {
+				who string
+				dsn string
+			}{
+				{"PostgreSQL itself", pg.Nodes[0].DSN(testbed.UserSCRAM)},
+				{"a session-mode client", px.dsn("sess", testbed.UserSCRAM)},
+			} {
+				a := connect(t, ctx, c.dsn+params)
+				if got := mustQuery(t, ctx, a, show)[0]; got != atLogin {
+					t.Fatalf("%s at login: %q, want %q", c.who, got, atLogin)
+				}
+				mustExec(t, ctx, a, tc.set)
+				if got := mustQuery(t, ctx, a, show)[0]; got == atLogin {
+					t.Fatalf("%s after %s: %q", c.who, tc.set, got)
+				}
+				mustExec(t, ctx, a, tc.reset)
+				if got := mustQuery(t, ctx, a, show)[0]; got != atLogin {
+					t.Errorf("%s after %s: %q, want %q", c.who, tc.reset, got, atLogin)
+				}
+				if got := a.ParameterStatus("TimeZone"); got != "America/New_York" {
+					t.Errorf("%s after %s: ParameterStatus TimeZone %q, want America/New_York", c.who, tc.reset, got)
+				}
+				a.Close(ctx)
+			}
+		})
+	}
 }
 
 // Startup parameters (options=-c ..., extra_float_digits, search_path,

@@ -446,22 +446,52 @@ func (m *Machine) Lost(errMsg []byte) (reply []byte, end bool) {
 // pin pins the client when sql leaves state behind on the server, unless
 // it only changes settings, in a request of its own (standalone: a Query
 // or an unnamed Parse) outside a transaction block: those follow.
+//
+// A RESET (or RESET ALL, DISCARD ALL) puts a server back to the settings
+// it logged in with, which are not the client's startup settings: those
+// were applied with set_config. So a reset, which needs no pin, is
+// recorded the same way, in every mode, and the client's startup value
+// is applied again (settings.go).
 func (m *Machine) pin(sql string, standalone bool) string {
-	if m.mode != Transaction || m.pinned != "" {
+	bound := m.mode != Transaction || m.pinned != "" // the server is the client's for good
+	if bound && len(m.startup) == 0 {
+		return "" // a reset leaves what the client logged in with
+	}
+	why, resets := scanSessionState(sql, m.searchPath)
+	if why == "" && !resets {
 		return ""
 	}
-	why := sessionState(sql, m.searchPath)
-	if why == "" {
+	track := standalone && m.status == 'I' && m.pending == 0 && m.changes == nil
+	if bound {
+		if track {
+			if c, ok := followable(sql, m.searchPath); ok {
+				m.changes = onlyResets(c)
+			}
+		}
 		return ""
 	}
-	if standalone && m.status == 'I' && m.pending == 0 && m.changes == nil {
+	if track {
 		if c, ok := followable(sql, m.searchPath); ok {
 			m.changes = c
 			return ""
 		}
 	}
-	m.pinned = why
+	if why != "" {
+		m.pinned = why
+	}
 	return why
+}
+
+// onlyResets keeps the resets among changes: a client bound to its
+// server keeps what it SETs there.
+func onlyResets(changes []change) []change {
+	var out []change
+	for _, c := range changes {
+		if c.reset || c.all {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // settled applies the setting changes of the request that just ended

@@ -3,6 +3,7 @@ package pooler
 import (
 	"bytes"
 	"encoding/binary"
+	"strings"
 	"testing"
 )
 
@@ -246,5 +247,54 @@ func TestStartupSettings(t *testing.T) {
 	}
 	if _, bad := StartupSettings(map[string]string{"options": "-B 100"}); bad == "" {
 		t.Error("a server option that is not a setting must be refused")
+	}
+}
+
+// A reset puts a server back to the settings it logged in with, not to
+// the client's startup settings (applied with set_config): in either
+// mode, the client is told its startup value, which is applied again
+// before its next request, as PostgreSQL would have it.
+func TestResetReturnsToStartup(t *testing.T) {
+	for _, mode := range []Mode{Transaction, Session} {
+		for _, reset := range []string{"RESET TimeZone", "SET TIME ZONE DEFAULT", "RESET statement_timeout", "RESET ALL"} {
+			want := defaults()
+			want["TimeZone"], want["statement_timeout"] = "America/New_York", "4321"
+			m := New(mode, want)
+			m.Startup(map[string]string{"TimeZone": "America/New_York", "statement_timeout": "4321"})
+			sv := defaults() // as login's setup left it
+			sv["TimeZone"], sv["statement_timeout"] = "America/New_York", "4321"
+			if st := attach(t, m, query(reset), sv); !st.Forward || st.Pinned != "" {
+				t.Fatalf("%v %s: %+v", mode, reset, st)
+			}
+			if strings.Contains(reset, "TimeZone") || strings.Contains(reset, "TIME") || strings.Contains(reset, "ALL") {
+				m.Server(msg('S', "TimeZone", "UTC"), sv) // the server's own default
+			}
+			m.Server(msg('C', "RESET"), sv)
+			st := m.Server(rfq('I'), sv)
+			if tz := appendParameterStatus(nil, "TimeZone", "America/New_York"); (reset != "RESET statement_timeout") != bytes.Contains(st.Before, tz) {
+				t.Errorf("%v %s: the client is owed %q", mode, reset, st.Before)
+			}
+			if got := m.Settings()["TimeZone"]; got != "America/New_York" {
+				t.Errorf("%v %s: the client's TimeZone is %q", mode, reset, got)
+			}
+			var setup []byte
+			if mode == Transaction {
+				if !st.Release {
+					t.Fatalf("%v %s: not released", mode, reset)
+				}
+				m.Client(query("SELECT 1"))
+				var tag uint64
+				setup = m.Attach(sv, &tag, new(any))
+			} else {
+				setup = m.Client(query("SELECT 1")).Send
+			}
+			for _, part := range []string{"set_config('TimeZone','America/New_York',false)", "set_config('statement_timeout','4321',false)"} {
+				if strings.Contains(reset, "statement_timeout") == strings.Contains(part, "statement_timeout") || reset == "RESET ALL" {
+					if !bytes.Contains(setup, []byte(part)) {
+						t.Errorf("%v %s: the next request's setup %q lacks %s", mode, reset, setup, part)
+					}
+				}
+			}
+		}
 	}
 }

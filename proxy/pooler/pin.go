@@ -12,14 +12,23 @@ import (
 // them, skipping comments, quoted strings and dollar-quoted bodies; it is
 // deliberately eager: a statement it cannot place pins.
 func sessionState(sql string, reportsSearchPath bool) string {
+	why, _ := scanSessionState(sql, reportsSearchPath)
+	return why
+}
+
+// scanSessionState is sessionState, and also reports whether sql may
+// reset a setting the server reports (RESET, SET ... TO DEFAULT): that
+// follows the client, but the server goes back to its own default, not
+// to the client's startup value (see Machine.pin).
+func scanSessionState(sql string, reportsSearchPath bool) (why string, resetsReported bool) {
 	sc := scanner{src: sql}
 	for {
 		first := sc.word()
 		if first == "" && sc.done() {
-			return ""
+			return "", sc.resets
 		}
 		if why := statement(&sc, first, reportsSearchPath); why != "" {
-			return why
+			return why, sc.resets
 		}
 		sc.nextStatement()
 	}
@@ -37,6 +46,7 @@ func statement(sc *scanner, first string, reportsSearchPath bool) string {
 			return "RESET " + strings.ToUpper(w)
 		}
 		if followsByReport(w, reportsSearchPath) {
+			sc.resets = true
 			return ""
 		}
 		return "RESET of a setting that does not follow the client (" + w + ")"
@@ -90,6 +100,11 @@ func set(sc *scanner, reportsSearchPath bool) string {
 		w = "timezone"
 	}
 	if followsByReport(w, reportsSearchPath) {
+		// SET ... TO DEFAULT, SET TIME ZONE LOCAL: a reset. Any such
+		// word may be one (read exactly by followable).
+		for v := sc.word(); v != ""; v = sc.word() {
+			sc.resets = sc.resets || v == "default" || v == "local"
+		}
 		return ""
 	}
 	return "SET " + w
@@ -105,9 +120,10 @@ func followsByReport(name string, reportsSearchPath bool) bool {
 
 // scanner walks SQL text a word at a time, lower-cased.
 type scanner struct {
-	src string
-	i   int
-	hit string
+	src    string
+	i      int
+	hit    string
+	resets bool // a statement may reset a reported setting (scanSessionState)
 }
 
 func (s *scanner) done() bool { return s.i >= len(s.src) }

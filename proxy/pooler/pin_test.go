@@ -79,6 +79,18 @@ func TestFollowable(t *testing.T) {
 		{"SET work_mem = '1MB'; LISTEN x", ""},
 		{"SELECT set_config('work_mem', '1MB', false)", ""},
 		{"PREPARE TRANSACTION 'x'", ""},
+		// Resets of reported settings: recorded, so that the client goes
+		// back to its startup value (a SET of one follows by report).
+		{"RESET TimeZone", "reset TimeZone"},
+		{"SET TIME ZONE DEFAULT", "reset TimeZone"},
+		{"set time zone local;", "reset TimeZone"},
+		{"SET SESSION TIME ZONE DEFAULT", "reset TimeZone"},
+		{"SET application_name TO DEFAULT", "reset application_name"},
+		{"SET NAMES DEFAULT", "reset client_encoding"},
+		{"SELECT 1; RESET DateStyle", "reset DateStyle"},
+		{"SET TIME ZONE 'UTC'", ""},
+		{"SET application_name = 'default'", ""},
+		{"BEGIN; RESET TimeZone; COMMIT", ""},
 	} {
 		ch, ok := followable(c.sql, false)
 		var got []string

@@ -18,9 +18,10 @@ type change struct {
 	all         bool // RESET ALL, DISCARD ALL
 }
 
-// followable reads sql, which pins for why, and returns the setting
-// changes it makes when they are all it does that pins and it controls
-// no transaction; ok is false when it must pin.
+// followable reads sql, which pins for why (or resets a reported
+// setting), and returns the setting changes it makes when they are all it
+// does that pins and it controls no transaction; ok is false when it must
+// pin.
 func followable(sql string, reportsSearchPath bool) (changes []change, ok bool) {
 	sc := scanner{src: sql}
 	for {
@@ -37,7 +38,8 @@ func followable(sql string, reportsSearchPath bool) (changes []change, ok bool) 
 				changes = append(changes, change{all: true})
 			}
 		default:
-			if statement(&sc, first, reportsSearchPath) != "" {
+			sc.resets = false
+			if statement(&sc, first, reportsSearchPath) != "" || sc.resets {
 				sc = scanner{src: sql, i: start}
 				c, ok := settingChange(&sc)
 				if !ok {
@@ -67,6 +69,21 @@ func settingChange(sc *scanner) (change, bool) {
 		n := sc.word()
 		if n == "session" {
 			n = sc.word()
+		}
+		if n == "time" || n == "names" {
+			// SET TIME ZONE DEFAULT | LOCAL, SET NAMES DEFAULT: resets.
+			// A value follows the client by report.
+			name := "client_encoding"
+			if n == "time" {
+				if sc.word() != "zone" {
+					return change{}, false
+				}
+				name = "TimeZone"
+			}
+			if v := sc.word(); (v == "default" || v == "local" && name == "TimeZone") && sc.word() == "" {
+				return change{name: name, reset: true}, true
+			}
+			return change{}, false
 		}
 		if !settable(n) {
 			return change{}, false
@@ -173,6 +190,14 @@ func (m *Machine) apply(changes []change, server map[string]string, uncertain bo
 				}
 			}
 			m.resync = true
+		case c.reset && IsReported(c.name, version):
+			// The server went back to its own default and said so in
+			// ParameterStatus; the client's is its startup value.
+			if v, ok := m.startup[c.name]; ok && server[c.name] != v {
+				m.want[c.name] = v
+				owed = appendParameterStatus(owed, c.name, v)
+				m.resync = true
+			}
 		case c.reset:
 			delete(server, c.name)
 			if v, ok := m.startup[c.name]; ok {
