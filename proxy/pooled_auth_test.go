@@ -3,11 +3,13 @@ package proxy_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/switchyard-proxy/switchyard/internal/testbed"
 )
@@ -43,43 +45,58 @@ func TestPooledAuth(t *testing.T) {
 		name   string
 		setup  poolSetup
 		logins []login
+		md5    []string // users asked for an md5 password (AuthenticationMD5Password)
 	}{
 		{"scram with cleartext secrets", poolSetup{userlist: plainList}, []login{
 			ok(testbed.UserSCRAM), ok(testbed.UserMD5),
 			{user: testbed.UserSCRAM, password: "wrong", want: "28P01"},
 			{user: "nobody", password: testbed.Password, want: "28P01"},
 			{user: testbed.UserSCRAM, password: testbed.Password, db: "nosuchdb", want: "3D000"},
-		}},
+		}, nil},
 		// The stored SCRAM secret is PostgreSQL's own: the server login
 		// passes the client's proof through (no password is stored). An
 		// md5 secret cannot verify SCRAM, at PostgreSQL as here.
 		{"scram pass-through and md5 secret", poolSetup{userlist: hashedList}, []login{
 			ok(testbed.UserSCRAM), {user: testbed.UserMD5, password: testbed.Password, want: "28P01"},
 			{user: testbed.UserSCRAM, password: "wrong", want: "28P01"},
-		}},
+		}, nil},
 		// md5: a user with an md5 secret is asked for md5, one with a
 		// SCRAM secret for SCRAM, as pgbouncer does.
 		{"md5", poolSetup{authType: "md5", userlist: hashedList}, []login{
 			ok(testbed.UserMD5), ok(testbed.UserSCRAM),
 			{user: testbed.UserMD5, password: "wrong", want: "28P01"},
 			{user: "nobody", password: testbed.Password, want: "28P01"},
-		}},
+		}, []string{testbed.UserMD5}},
+		// md5 against cleartext secrets: every user in the file is asked
+		// for md5, which Switchyard checks with the password; the server
+		// login uses the password, with whatever PostgreSQL asks (SCRAM
+		// for sy_scram).
+		{"md5 with cleartext secrets", poolSetup{authType: "md5", userlist: plainList}, []login{
+			ok(testbed.UserSCRAM), ok(testbed.UserMD5),
+			{user: testbed.UserSCRAM, password: "wrong", want: "28P01"},
+			{user: "nobody", password: testbed.Password, want: "28P01"},
+		}, []string{testbed.UserSCRAM, testbed.UserMD5}},
 		{"auth_query with md5", poolSetup{authType: "md5", userlist: queryList, auth: fmt.Sprintf("user = %q", testbed.UserSuper)}, []login{
 			ok(testbed.UserSCRAM), ok(testbed.UserMD5),
-		}},
+		}, nil},
 		{"plain", poolSetup{authType: "plain", userlist: plainList}, []login{
 			ok(testbed.UserSCRAM), {user: testbed.UserMD5, password: "wrong", want: "28P01"},
-		}},
+		}, nil},
 		// Users missing from the file are looked up with auth_query.
 		{"auth_query", poolSetup{userlist: queryList, auth: fmt.Sprintf("user = %q", testbed.UserSuper)}, []login{
 			ok(testbed.UserSCRAM), {user: testbed.UserMD5, password: testbed.Password, want: "28P01"},
 			{user: testbed.UserSCRAM, password: "wrong", want: "28P01"},
 			{user: "nobody", password: testbed.Password, want: "28P01"},
-		}},
+		}, nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			px := c.setup.start(t)
+			for _, user := range c.md5 {
+				if req := authRequest(t, px.addr("tx"), user); req != "*pgproto3.AuthenticationMD5Password" {
+					t.Errorf("%s was asked for %s, want an md5 password", user, req)
+				}
+			}
 			for _, l := range c.logins {
 				ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 				db := l.db
@@ -124,6 +141,26 @@ func TestPooledAuth(t *testing.T) {
 			}
 		})
 	}
+}
+
+// authRequest starts a login as user at addr and returns the type of the
+// authentication request Switchyard answers with.
+func authRequest(t *testing.T, addr, user string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write(rawStartup(user)); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := pgproto3.NewFrontend(c, c).Receive()
+	if err != nil {
+		t.Fatalf("%s's login: %v", user, err)
+	}
+	return fmt.Sprintf("%T", msg)
 }
 
 func splitAddr(addr string) (host, port string) {
