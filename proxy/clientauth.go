@@ -9,8 +9,10 @@ import (
 	"github.com/switchyard-proxy/switchyard/internal/auth"
 )
 
-// authFailDelay is how long every failed login waits before its 28P01,
-// whatever failed: the password, or a user that does not exist.
+// authFailDelay is when, after its exchange began, every failed login
+// gets its 28P01, whatever failed (the password, or a user that does not
+// exist) and however long looking the user up took (auth_query runs only
+// for users missing from the file).
 const authFailDelay = 500 * time.Millisecond
 
 // authenticateClient verifies a pooled listener's client against the
@@ -20,6 +22,7 @@ const authFailDelay = 500 * time.Millisecond
 // leaves the client's key in the store, for the pass-through login of
 // its server connections.
 func (s *session) authenticateClient(ctx context.Context) error {
+	start := time.Now()
 	user := s.startup.params["user"]
 	a := s.srv.opts.Auth
 	var (
@@ -63,7 +66,7 @@ func (s *session) authenticateClient(ctx context.Context) error {
 		return onClient(newClientError(codeProtocolViolation, "%s", pe.Error()))
 	case err != nil:
 		s.cw.discard()
-		t := time.NewTimer(authFailDelay)
+		t := time.NewTimer(time.Until(start.Add(authFailDelay)))
 		defer t.Stop()
 		select {
 		case <-t.C:

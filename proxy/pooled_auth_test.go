@@ -163,6 +163,51 @@ func authRequest(t *testing.T, addr, user string) string {
 	return fmt.Sprintf("%T", msg)
 }
 
+// Every failed login gets its 28P01 the same time after its exchange
+// began, whatever failed and however long looking the user up took: a
+// wrong password for a user in the file (no lookup), one for a user
+// auth_query finds, and a user it does not (a slow auth_query each time).
+func TestPooledAuthFailureDelay(t *testing.T) {
+	needPG(t)
+	const lookup = 300 * time.Millisecond
+	px := poolSetup{
+		userlist: fmt.Sprintf("%q %q\n%q \"\"\n", testbed.UserSCRAM, testbed.Password, testbed.UserSuper),
+		auth: fmt.Sprintf("user = %q\nquery = %q", testbed.UserSuper, fmt.Sprintf(
+			// pg_sleep on the outer side of the join: it runs whether
+			// the user exists or not (no row, or a NULL secret: not found).
+			"SELECT u.rolname, u.rolpassword FROM pg_sleep(%g) s LEFT JOIN pg_authid u ON u.rolname = $1 AND u.rolcanlogin", lookup.Seconds())),
+	}.start(t)
+	fail := func(user string) time.Duration {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		dsn := strings.Replace(px.dsn("tx", user), "password="+testbed.Password, "password=wrong", 1)
+		start := time.Now()
+		_, err := pgconn.Connect(ctx, dsn)
+		took := time.Since(start)
+		if sqlState(err) != "28P01" {
+			t.Fatalf("%s with a wrong password: %v, want 28P01", user, err)
+		}
+		return took
+	}
+	inFile := fail(testbed.UserSCRAM)
+	looked := fail(testbed.UserMD5) // found by auth_query
+	unknown := fail("nobody_timed") // not found by it
+	t.Logf("wrong password: %s (in the file), %s (found by auth_query); unknown user %s",
+		inFile.Round(time.Millisecond), looked.Round(time.Millisecond), unknown.Round(time.Millisecond))
+	for _, d := range []time.Duration{inFile, looked, unknown} {
+		if d < 450*time.Millisecond {
+			t.Errorf("a failed login took %s: it must wait like every other", d)
+		}
+	}
+	// Before, the lookup's time came on top of the delay.
+	for what, d := range map[string]time.Duration{"a user found by auth_query": looked, "an unknown user": unknown} {
+		if diff := d - inFile; diff > lookup/2 || diff < -lookup/2 {
+			t.Errorf("%s failed after %s, a user in the file after %s: the time tells them apart", what, d, inFile)
+		}
+	}
+}
+
 func splitAddr(addr string) (host, port string) {
 	i := strings.LastIndexByte(addr, ':')
 	return addr[:i], addr[i+1:]
