@@ -138,3 +138,41 @@ func TestPooledExhaustion(t *testing.T) {
 	}
 	mustExec(t, ctx, b, "SELECT 8")
 }
+
+// max_clients applies to pooled listeners as to relay ones: a client
+// over it is refused with 53300 before it authenticates (a wrong password
+// gets 53300 too), on every listener, whether the clients already in hold
+// a server or sit idle between transactions; once one leaves, the next
+// gets in.
+func TestPooledMaxClients(t *testing.T) {
+	needPG(t)
+	ctx := testCtx(t)
+	px := poolSetup{pool: "default_pool_size = 1", limits: "max_clients = 2"}.start(t)
+	idle := connect(t, ctx, px.dsn("tx", testbed.UserSCRAM))
+	mustQuery(t, ctx, idle, "SELECT 1") // between transactions: it holds no server
+	held := connect(t, ctx, px.dsn("sess", testbed.UserSCRAM))
+	mustQuery(t, ctx, held, "SELECT 1")
+
+	refused := func(what, dsn string) {
+		t.Helper()
+		_, err := pgconn.Connect(ctx, dsn)
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "53300" || !strings.Contains(pe.Message, "limits.max_clients = 2") {
+			t.Errorf("%s over max_clients = 2: %v; want 53300 naming limits.max_clients", what, err)
+		}
+	}
+	for _, ln := range []string{"tx", "sess", "rw"} {
+		dsn := px.dsn(ln, testbed.UserSCRAM)
+		refused("a client of "+ln, dsn)
+		refused("a client of "+ln+" with a wrong password", strings.Replace(dsn, "password="+testbed.Password, "password=wrong", 1))
+	}
+	if _, err := query(ctx, idle, "SELECT 1"); err != nil {
+		t.Errorf("a client in before the refusals: %v", err)
+	}
+
+	idle.Close(ctx)
+	testbed.Eventually(t, 5*time.Second, "the client's slot to be given back", func() bool { return px.Stats("tx").Active.Load() == 0 })
+	next := connect(t, ctx, px.dsn("tx", testbed.UserSCRAM))
+	mustQuery(t, ctx, next, "SELECT 1")
+	refused("a third client again", px.dsn("tx", testbed.UserSCRAM))
+}

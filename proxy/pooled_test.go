@@ -20,6 +20,7 @@ type poolSetup struct {
 	userlist string // auth_file lines; default: every test bed user, cleartext
 	pool     string // lines of [pool]
 	auth     string // extra lines of [auth]
+	limits   string // lines of [limits]
 	extra    string
 }
 
@@ -60,7 +61,7 @@ file = %q
 [pool]
 %s
 %s
-`, typ, file, p.auth, p.pool, p.extra)}
+`, typ, file, p.auth, p.pool, p.extra), limits: p.limits}
 	return startProxy(t, s)
 }
 
