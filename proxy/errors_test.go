@@ -131,18 +131,26 @@ func TestCancelKeys(t *testing.T) {
 }
 
 func TestFitDescriptors(t *testing.T) {
+	relay := func(clients, startups int) Demand {
+		return Demand{MaxClients: clients, MaxStartups: startups, PerClient: 2}
+	}
+	pooled := Demand{MaxClients: 10000, MaxStartups: 200, PerClient: 1, Servers: 40}
 	for _, tc := range []struct {
-		limit             uint64
-		clients, startups int
-		want              Budget
+		limit  uint64
+		demand Demand
+		want   Budget
 	}{
-		{1 << 20, 10000, 1000, Budget{Limit: 1 << 20, MaxClients: 10000, MaxStartups: 1000, Need: 21064}},
-		{21064, 10000, 1000, Budget{Limit: 21064, MaxClients: 10000, MaxStartups: 1000, Need: 21064}},
-		{1024, 10000, 1000, Budget{Limit: 1024, MaxClients: 360, MaxStartups: 240, Need: 21064, Capped: true}},
-		{1024, 100, 1000, Budget{Limit: 1024, MaxClients: 100, MaxStartups: 240, Need: 1264, Capped: true}},
+		{1 << 20, relay(10000, 1000), Budget{Limit: 1 << 20, MaxClients: 10000, MaxStartups: 1000, PerClient: 2, Need: 21064}},
+		{21064, relay(10000, 1000), Budget{Limit: 21064, MaxClients: 10000, MaxStartups: 1000, PerClient: 2, Need: 21064}},
+		{1024, relay(10000, 1000), Budget{Limit: 1024, MaxClients: 360, MaxStartups: 240, PerClient: 2, Need: 21064, Capped: true}},
+		{1024, relay(100, 1000), Budget{Limit: 1024, MaxClients: 100, MaxStartups: 240, PerClient: 2, Need: 1264, Capped: true}},
+		// Every listener pooled: a client holds one descriptor, the pools'
+		// servers come off the top.
+		{20000, pooled, Budget{Limit: 20000, MaxClients: 10000, MaxStartups: 200, PerClient: 1, Need: 10304}},
+		{1024, pooled, Budget{Limit: 1024, MaxClients: 720, MaxStartups: 200, PerClient: 1, Need: 10304, Capped: true}},
 	} {
-		if got := fitDescriptors(tc.limit, tc.clients, tc.startups); got != tc.want {
-			t.Errorf("limit %d, %d clients, %d startups: %+v, want %+v", tc.limit, tc.clients, tc.startups, got, tc.want)
+		if got := fitDescriptors(tc.limit, tc.demand); got != tc.want {
+			t.Errorf("limit %d, %+v: %+v, want %+v", tc.limit, tc.demand, got, tc.want)
 		}
 	}
 }

@@ -26,7 +26,7 @@ const (
 	idleStartups = 2 * idleLogins
 	idleSpare    = 10  // max_clients above the idle clients: the probe, whose slot is freed as its session ends
 	fdReserve    = 64  // proxy.fdReserve: what Switchyard keeps for everything but clients
-	fdPerClient  = 2   // what proxy.FitDescriptors counts per client, pooled or not
+	fdPerClient  = 1   // what proxy.FitDescriptors counts per client when every listener pools
 	idleRound    = 100 // a capped client count is rounded down to this
 )
 
@@ -97,8 +97,8 @@ func raiseFileLimit(cfg config) {
 }
 
 // fitIdleClients lowers cfg.idleClients to what the open-file limit lets
-// Switchyard admit (it budgets fdPerClient descriptors per client even
-// on a pooled listener, where a client holds one), rounded down to
+// Switchyard admit (fdPerClient descriptors per client, the pool's
+// servers and its reserve off the top), rounded down to
 // idleRound, and says so in cfg.idleNote. The servers inherit this
 // process's limit.
 func fitIdleClients(cfg *config) {
@@ -109,15 +109,15 @@ func fitIdleClients(cfg *config) {
 	if rl.Cur >= 1<<31 {
 		return
 	}
-	fit := (int(rl.Cur)-idleStartups-fdReserve)/fdPerClient - idleSpare
+	fit := (int(rl.Cur)-idleStartups-fdReserve-cfg.poolSize)/fdPerClient - idleSpare
 	if cfg.idleClients <= fit {
 		return
 	}
 	n := max(fit/idleRound*idleRound, idleRound)
 	cfg.idleNote = fmt.Sprintf("%d idle clients instead of the %d asked for: at an open-file limit of %d, "+
-		"Switchyard admits at most %d clients with max_startups = %d, since it counts %d descriptors per client "+
-		"(limits.max_clients), pooled or not",
-		n, cfg.idleClients, rl.Cur, fit+idleSpare, idleStartups, fdPerClient)
+		"Switchyard admits at most %d clients with max_startups = %d and a pool of %d, at %d descriptor per client "+
+		"(limits.max_clients)",
+		n, cfg.idleClients, rl.Cur, fit+idleSpare, idleStartups, cfg.poolSize, fdPerClient)
 	fmt.Fprintln(os.Stderr, "bench:", cfg.idleNote)
 	cfg.idleClients = n
 }

@@ -77,7 +77,7 @@ func New(cfg *config.Config, log *slog.Logger, opt ...Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	fitDescriptors(&popts, log)
+	fitDescriptors(&popts, descriptorDemand(cfg), log)
 
 	a := &App{Events: events.New(), log: log, opts: o, cfg: cfg, draining: map[string]router.Port{},
 		admits: [2]int{popts.MaxClients, popts.MaxStartups}}
@@ -137,8 +137,8 @@ func (f statusOf) Status() discovery.Status {
 
 // fitDescriptors lowers max_clients and max_startups to what the
 // open-file limit allows, saying so.
-func fitDescriptors(popts *proxy.Options, log *slog.Logger) {
-	budget, err := proxy.FitDescriptors(popts.MaxClients, popts.MaxStartups)
+func fitDescriptors(popts *proxy.Options, demand proxy.Demand, log *slog.Logger) {
+	budget, err := proxy.FitDescriptors(demand)
 	switch {
 	case err != nil:
 		log.Warn("cannot check the open-file limit against limits.max_clients", "err", err)
@@ -157,7 +157,7 @@ func fitDescriptors(popts *proxy.Options, log *slog.Logger) {
 // Switchyard admits (admits, fixed at start) cannot change live, so it
 // says what the limit allows now against that, and what to do.
 func (a *App) recheckDescriptors(cfg *config.Config) {
-	budget, err := proxy.FitDescriptors(cfg.Limits.MaxClients, cfg.Limits.MaxStartups)
+	budget, err := proxy.FitDescriptors(descriptorDemand(cfg))
 	clients, startups := a.admits[0], a.admits[1]
 	switch {
 	case err != nil:
@@ -172,6 +172,21 @@ func (a *App) recheckDescriptors(cfg *config.Config) {
 	default:
 		a.log.Info("reload: open-file limit checked", "budget", budget.String(), "listeners", len(cfg.Listeners))
 	}
+}
+
+// descriptorDemand is what cfg's limits and listeners ask of the
+// open-file limit.
+func descriptorDemand(cfg *config.Config) proxy.Demand {
+	d := proxy.Demand{MaxClients: cfg.Limits.MaxClients, MaxStartups: cfg.Limits.MaxStartups, PerClient: 1}
+	for i, l := range cfg.Listeners {
+		if !l.Pooled() {
+			d.PerClient = 2
+			continue
+		}
+		p := cfg.PoolFor(i)
+		d.Servers += *p.DefaultPoolSize + *p.ReservePoolSize
+	}
+	return d
 }
 
 // adminHTTPOptions maps [admin]'s HTTP settings, reading its files.
