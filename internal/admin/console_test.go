@@ -216,6 +216,25 @@ func TestConsoleCommands(t *testing.T) {
 			}
 		}
 	}
+
+	// The console's own name: database "switchyard" reaches it as
+	// "pgbouncer" does, and SHOW CLIENTS shows the client under it.
+	cmd := exec.CommandContext(ctx, psql, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", "SHOW VERSION", "-c", "SHOW CLIENTS",
+		y.DSN("rw", testbed.UserSuper)+" dbname=switchyard")
+	cmd.Env = append(os.Environ(), "PGPASSWORD="+testbed.Password)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("psql to database switchyard: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if lines[0] != "Switchyard test" {
+		t.Errorf("SHOW VERSION on database switchyard: %q, want %q", lines[0], "Switchyard test")
+	}
+	if !slices.ContainsFunc(lines[1:], func(l string) bool {
+		return strings.HasPrefix(l, "C|"+testbed.UserSuper+"|switchyard|none|active|")
+	}) {
+		t.Errorf("SHOW CLIENTS on database switchyard has no active client of database switchyard:\n%s", out)
+	}
 }
 
 // Errors are pgbouncer's: an ERROR with 08P01, and the session goes on;
