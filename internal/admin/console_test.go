@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -355,6 +356,133 @@ func TestAdminHTTPProtected(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode == 200 {
 			t.Error("plain HTTP answered on a TLS admin endpoint")
+		}
+	}
+}
+
+// SHUTDOWN stops Switchyard as SIGTERM does. pgbouncer's closes the
+// console connection that asked (without an answer) and exits the
+// process; Switchyard's may answer first, then closes that connection,
+// ends what is left at shutdown_timeout and exits with status 0. It runs
+// the real binary, a Switchyard of its own that no other test uses.
+func TestConsoleShutdown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	pg := testbed.PG(t, testbed.PGOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "switchyard")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "../../cmd/switchyard").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg := filepath.Join(dir, "shutdown.toml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`
+[admin]
+listen = "127.0.0.1:0"
+users = [%q]
+[cluster]
+name = "demo"
+[cluster.static]
+members = [{ name = "pg1", address = %q, role = "primary" }]
+[auth]
+type = "trust"
+[[listener]]
+name = "rw"
+address = %q
+role = "primary"
+[limits]
+shutdown_timeout = "2s"
+`, testbed.UserSuper, pg.Nodes[0].Addr(), addr)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logs := &testbed.LogBuffer{}
+	cmd := exec.Command(bin, "-config", cfg)
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	var exitErr error
+	go func() { exitErr = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-exited:
+		default:
+			cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("switchyard log:\n%s", logs.String())
+		}
+	})
+	testbed.Eventually(t, 10*time.Second, "Switchyard to listen", func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	host, port, _ := net.SplitHostPort(addr)
+	dsn := func(db string) string {
+		return fmt.Sprintf("host=%s port=%s user=%s dbname=%s sslmode=disable connect_timeout=5", host, port, testbed.UserSuper, db)
+	}
+
+	// A client session that outlives the command: it holds the drain
+	// until shutdown_timeout ends it.
+	client, err := pgconn.Connect(ctx, dsn(testbed.DefaultDB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close(context.Background())
+	if _, err := client.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+
+	con, err := pgconn.Connect(ctx, dsn("pgbouncer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer con.Close(context.Background())
+	asked := time.Now()
+	_, err = con.Exec(ctx, "SHUTDOWN").ReadAll()
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code != "57P01" {
+		t.Fatalf("SHUTDOWN refused: %v", err)
+	}
+	t.Logf("SHUTDOWN answered: %v", err)
+	// The console connection ends at once, whatever it was told.
+	if _, err := con.Exec(ctx, "SHOW VERSION").ReadAll(); err == nil {
+		t.Fatal("the console connection that asked for SHUTDOWN still runs commands")
+	}
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c.Close()
+		t.Error("Switchyard still accepts clients after SHUTDOWN")
+	}
+
+	select {
+	case <-exited:
+		if exitErr != nil {
+			t.Fatalf("Switchyard exited with %v after SHUTDOWN, want status 0", exitErr)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Switchyard did not exit within 20 s of SHUTDOWN (shutdown_timeout is 2 s)")
+	}
+	t.Logf("Switchyard exited %v after SHUTDOWN", time.Since(asked).Round(time.Millisecond))
+	_, err = client.Exec(ctx, "SELECT 1").ReadAll()
+	if !errors.As(err, &pe) || pe.Code != "57P01" {
+		t.Errorf("the client session after the shutdown: %v, want 57P01 (ended at shutdown_timeout)", err)
+	}
+	for _, want := range []string{"shutting down", "shutdown timeout reached, ending sessions"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("no %q in the log", want)
 		}
 	}
 }
