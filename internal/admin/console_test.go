@@ -3,6 +3,7 @@ package admin_test
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -305,9 +306,10 @@ func TestConsoleRefusals(t *testing.T) {
 	}
 }
 
-// The admin endpoint: TLS, basic auth everywhere but /health.
+// The admin endpoint: TLS, basic auth everywhere but /health; and the
+// health checks' 503s once no member serves a role.
 func TestAdminHTTPProtected(t *testing.T) {
-	_, _, base := consoleYard(t)
+	_, pg, base := consoleYard(t)
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, DisableKeepAlives: true}}
 	get := func(path, user, pass string) (int, string) {
@@ -357,6 +359,31 @@ func TestAdminHTTPProtected(t *testing.T) {
 		if resp.StatusCode == 200 {
 			t.Error("plain HTTP answered on a TLS admin endpoint")
 		}
+	}
+
+	// As Patroni's: 503 when no member serves the role. The replica
+	// stops, and its health checks take it out; then the primary.
+	answers := func(path string, code int, state string) func() bool {
+		return func() bool {
+			got, body := get(path, "ops", "page-secret")
+			var b map[string]any
+			return got == code && json.Unmarshal([]byte(body), &b) == nil && b["state"] == state
+		}
+	}
+	pg.Nodes[1].Stop()
+	testbed.Eventually(t, 20*time.Second, "/replica to answer 503 with the replica stopped",
+		answers("/replica", http.StatusServiceUnavailable, "no replica available"))
+	if !answers("/primary", http.StatusOK, "running")() {
+		t.Errorf("/primary with the primary up and the replica stopped is not 200 running")
+	}
+	pg.Nodes[0].Stop()
+	testbed.Eventually(t, 20*time.Second, "/primary to answer 503 with the primary stopped",
+		answers("/primary", http.StatusServiceUnavailable, "no primary available"))
+	if code, body := get("/ready", "ops", "page-secret"); code != http.StatusServiceUnavailable || !strings.Contains(body, "no primary is known") {
+		t.Errorf("/ready with no primary: %d %s, want 503 saying no primary is known", code, body)
+	}
+	if code, _ := get("/health", "", ""); code != http.StatusOK {
+		t.Errorf("/health with no member up: %d, want 200 (the process is up)", code)
 	}
 }
 
