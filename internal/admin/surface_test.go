@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -470,6 +471,40 @@ shutdown_timeout = "2s"
 		if err := p.WaitHealthy(ctx, candidate.Name); err != nil {
 			t.Fatal(err)
 		}
+
+		// The stats page shows what /api/status does: the new primary in
+		// the primary's colours, the old one back as a replica, and the
+		// switchover among the events; in the HTML served and in the DOM
+		// Chromium renders from it.
+		rows := map[string]*regexp.Regexp{}
+		for name, role := range map[string]string{candidate.Name: "primary", leader.Name: "replica"} {
+			n := regexp.QuoteMeta(name)
+			rows[name+" as "+role] = regexp.MustCompile(fmt.Sprintf(`<tr class="%s" data-member="%s">\s*<td><b>%s</b></td><td class="role">%s</td>`, role, n, n, role))
+		}
+		pageShows := func(what, page string) {
+			t.Helper()
+			for row, re := range rows {
+				if !re.MatchString(page) {
+					t.Errorf("%s after the switchover does not show %s", what, row)
+				}
+			}
+			for _, ev := range []string{candidate.Name + ": replica → primary", candidate.Name + " is the primary, "} {
+				if !strings.Contains(page, `<td class="ev">`+ev) {
+					t.Errorf("%s after the switchover lacks the event %q", what, ev)
+				}
+			}
+			if !strings.Contains(page, "<title>Switchyard — "+candidate.Name+"</title>") {
+				t.Errorf("%s after the switchover does not name %s primary in its title", what, candidate.Name)
+			}
+		}
+		pageShows("the stats page", s.mustGet(t, ctx, "/?refresh=0", http.StatusOK))
+		cctx, ccancel := context.WithTimeout(ctx, chromiumTimeout)
+		dom, err := testbed.DumpDOM(cctx, s.browserURL(t))
+		ccancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pageShows("Chromium's DOM of the stats page", dom)
 
 		if out := os.Getenv("SWITCHYARD_SCREENSHOT"); out != "" {
 			// Some traffic, so that the page shows sessions at work.
