@@ -370,6 +370,17 @@ func TestAdminHTTPProtected(t *testing.T) {
 			return got == code && json.Unmarshal([]byte(body), &b) == nil && b["state"] == state
 		}
 	}
+	// Patroni's other paths and parameters, wired to the same checks
+	// (TestHealthChecks has their semantics).
+	for _, c := range []struct {
+		path string
+		code int
+	}{{"/read-only", 200}, {"/leader", 200}, {"/async", 200}, {"/replica?lag=1GB", 200}, {"/sync", 503},
+		{"/replica?lag=lots", 400}} {
+		if code, body := get(c.path, "ops", "page-secret"); code != c.code {
+			t.Errorf("%s: %d %s, want %d", c.path, code, body, c.code)
+		}
+	}
 	pg.Nodes[1].Stop()
 	testbed.Eventually(t, 20*time.Second, "/replica to answer 503 with the replica stopped",
 		answers("/replica", http.StatusServiceUnavailable, "no replica available"))
@@ -389,9 +400,10 @@ func TestAdminHTTPProtected(t *testing.T) {
 
 // SHUTDOWN stops Switchyard as SIGTERM does. pgbouncer's closes the
 // console connection that asked (without an answer) and exits the
-// process; Switchyard's may answer first, then closes that connection,
-// ends what is left at shutdown_timeout and exits with status 0. It runs
-// the real binary, a Switchyard of its own that no other test uses.
+// process; Switchyard's answers, ends that connection with 57P01 without
+// reading another command, ends what is left at shutdown_timeout and
+// exits with status 0. It runs the real binary, a Switchyard of its own
+// that no other test uses.
 func TestConsoleShutdown(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")

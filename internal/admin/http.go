@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -149,9 +150,9 @@ func (s *Server) Handler() http.Handler {
 	protected.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}))
 	protected.HandleFunc("/ready", s.ready)
-	protected.HandleFunc("/primary", s.role(true))
-	protected.HandleFunc("/master", s.role(true)) // Patroni's older name
-	protected.HandleFunc("/replica", s.role(false))
+	for path, kind := range healthPaths { // health.go
+		protected.HandleFunc(path, s.check(path, kind))
+	}
 	mux.Handle("/", s.auth(protected))
 	return mux
 }
@@ -185,22 +186,26 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "primary": st.Primary})
 }
 
-// role answers like Patroni's /primary and /replica, for the proxy as a
-// whole: 200 when this Switchyard can route writes (a primary is known)
-// or reads (a healthy replica serves them), else 503.
-func (s *Server) role(primary bool) http.HandlerFunc {
+// check answers a load balancer's check of path with Patroni's semantics
+// (health.go), for the proxy as a whole: 200 when some member answers it,
+// else 503; 400 for query parameters it cannot read.
+func (s *Server) check(path string, kind healthKind) http.HandlerFunc {
+	role := strings.TrimPrefix(path, "/")
 	return func(w http.ResponseWriter, r *http.Request) {
-		snap := s.deps.Router.Snapshot()
-		p, hasPrimary := snap.Primary()
-		ok := hasPrimary
-		role := "primary"
-		if !primary {
-			ok, role = replicaAvailable(snap), "replica"
+		f, err := parseHealthQuery(r.URL.Query())
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"role": role, "state": "bad request", "reason": err.Error()})
+			return
 		}
+		snap := s.deps.Router.Snapshot()
+		p, _ := snap.Primary()
 		body := map[string]any{"role": role, "state": "running", "primary": p.Name,
 			"discovery": s.deps.Discovery.Status().State}
+		m, ok := serving(snap, kind, f)
 		code := http.StatusOK
-		if !ok {
+		if ok {
+			body["member"] = m.Name
+		} else {
 			code, body["state"] = http.StatusServiceUnavailable, "no "+role+" available"
 		}
 		writeJSON(w, code, body)

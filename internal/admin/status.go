@@ -215,13 +215,3 @@ func ready(ds discovery.Status, primary string) (bool, string) {
 	}
 	return true, ""
 }
-
-// replicaAvailable reports whether some healthy replica serves reads.
-func replicaAvailable(t *topology.Snapshot) bool {
-	for _, m := range t.Members {
-		if m.Role == topology.RoleReplica && m.Healthy && !m.NoLoadBalance {
-			return true
-		}
-	}
-	return false
-}
