@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -41,6 +42,10 @@ type Result struct {
 	Rows    [][]*string // text values; nil is NULL
 	Tag     string      // "SHOW", "PAUSE", ...
 	Notice  string      // sent as a NOTICE before the rows, if set
+	// ShuttingDown: the command stopped Switchyard (SHUTDOWN). After the
+	// answer the console connection ends with 57P01 at once, as every
+	// other session does when its turn comes, and reads no more commands.
+	ShuttingDown bool
 }
 
 // Column is a result column: its name and type OID, as pgbouncer sends
@@ -137,6 +142,9 @@ func (s *session) runConsole(ctx, loginCtx context.Context) error {
 			res, err := con.Exec(ctx, cc, q)
 			if err := s.consoleAnswer(res, err); err != nil {
 				return err
+			}
+			if slices.ContainsFunc(res, func(r Result) bool { return r.ShuttingDown }) {
+				return shutdownCause
 			}
 		}
 	})

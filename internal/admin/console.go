@@ -191,5 +191,5 @@ func (c *Console) shutdown(ctx context.Context, arg string) ([]proxy.Result, err
 	}
 	c.s.deps.Events.Add(events.Admin, "SHUTDOWN")
 	c.s.deps.Shutdown()
-	return tag("SHUTDOWN"), nil
+	return []proxy.Result{{Tag: "SHUTDOWN", ShuttingDown: true}}, nil
 }
