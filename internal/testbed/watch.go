@@ -67,96 +67,32 @@ func (lw *LeaderWatch) At(name string) (time.Time, bool) {
 // Close stops the watch.
 func (lw *LeaderWatch) Close() { lw.cancel(); <-lw.done }
 
-// Promotion polls a node directly every 10 ms and records when it was
-// first seen out of recovery.
-type Promotion struct {
+// Moment is when a condition polled every 10 ms was first seen: the
+// poll runs in a goroutine of its own until then or until Close.
+type Moment struct {
 	mu     sync.Mutex
 	at     time.Time
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
-// WatchPromotion starts polling node; Close stops it.
-func WatchPromotion(node *PatroniNode) *Promotion {
+// pollFor starts polling seen every 10 ms; done, if set, runs when the
+// poll ends.
+func pollFor(seen func(ctx context.Context) bool, done func()) *Moment {
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &Promotion{cancel: cancel, done: make(chan struct{})}
+	m := &Moment{cancel: cancel, done: make(chan struct{})}
 	go func() {
-		defer close(p.done)
-		dsn := node.dsn()
-		var c *pgconn.PgConn
-		defer func() {
-			if c != nil {
-				c.Close(context.Background())
-			}
-		}()
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for ctx.Err() == nil {
-			if c == nil {
-				c, _ = pgconn.Connect(ctx, dsn)
-			}
-			if c != nil {
-				res := c.ExecParams(ctx, "SELECT pg_is_in_recovery()", nil, nil, nil, nil).Read()
-				switch {
-				case res.Err != nil:
-					c.Close(ctx)
-					c = nil
-				case string(res.Rows[0][0]) == "f":
-					p.mu.Lock()
-					p.at = time.Now()
-					p.mu.Unlock()
-					return
-				}
-			}
-			select {
-			case <-ctx.Done():
-			case <-tick.C:
-			}
+		defer close(m.done)
+		if done != nil {
+			defer done()
 		}
-	}()
-	return p
-}
-
-// At returns when the node was first seen writable, zero if not yet.
-func (p *Promotion) At() time.Time {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.at
-}
-
-// Close stops polling.
-func (p *Promotion) Close() { p.cancel(); <-p.done }
-
-// Stop polls a node with a fresh login every 10 ms and records when one
-// first failed: from the moment PostgreSQL begins to shut down it refuses
-// logins (57P03), and it has told its backends to end. The recorded
-// moment is at or after that.
-type Stop struct {
-	mu     sync.Mutex
-	at     time.Time
-	cancel context.CancelFunc
-	done   chan struct{}
-}
-
-// WatchStop starts polling node; Close stops it.
-func WatchStop(node *PatroniNode) *Stop {
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &Stop{cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(s.done)
-		dsn := node.dsn()
 		tick := time.NewTicker(10 * time.Millisecond)
 		defer tick.Stop()
 		for ctx.Err() == nil {
-			lctx, lcancel := context.WithTimeout(ctx, 2*time.Second)
-			c, err := pgconn.Connect(lctx, dsn)
-			lcancel()
-			if err == nil {
-				c.Close(context.Background())
-			} else if ctx.Err() == nil {
-				s.mu.Lock()
-				s.at = time.Now()
-				s.mu.Unlock()
+			if seen(ctx) && ctx.Err() == nil {
+				m.mu.Lock()
+				m.at = time.Now()
+				m.mu.Unlock()
 				return
 			}
 			select {
@@ -165,15 +101,65 @@ func WatchStop(node *PatroniNode) *Stop {
 			}
 		}
 	}()
-	return s
+	return m
 }
 
-// At returns when a login to the node first failed, zero if none has.
-func (s *Stop) At() time.Time {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.at
+// At returns when the condition was first seen, zero if not yet.
+func (m *Moment) At() time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.at
 }
 
 // Close stops polling.
-func (s *Stop) Close() { s.cancel(); <-s.done }
+func (m *Moment) Close() { m.cancel(); <-m.done }
+
+// Promotion is when a node was first seen out of recovery.
+type Promotion = Moment
+
+// WatchPromotion starts polling node directly, on one connection, for
+// the moment it leaves recovery; Close stops it.
+func WatchPromotion(node *PatroniNode) *Promotion {
+	dsn := node.dsn()
+	var c *pgconn.PgConn
+	return pollFor(func(ctx context.Context) bool {
+		if c == nil {
+			c, _ = pgconn.Connect(ctx, dsn)
+		}
+		if c == nil {
+			return false
+		}
+		res := c.ExecParams(ctx, "SELECT pg_is_in_recovery()", nil, nil, nil, nil).Read()
+		if res.Err != nil {
+			c.Close(ctx)
+			c = nil
+			return false
+		}
+		return string(res.Rows[0][0]) == "f"
+	}, func() {
+		if c != nil {
+			c.Close(context.Background())
+		}
+	})
+}
+
+// Stop is when a fresh login to a node first failed: from the moment
+// PostgreSQL begins to shut down it refuses logins (57P03), and it has
+// told its backends to end. The recorded moment is at or after that.
+type Stop = Moment
+
+// WatchStop starts polling node with a fresh login every 10 ms; Close
+// stops it.
+func WatchStop(node *PatroniNode) *Stop {
+	dsn := node.dsn()
+	return pollFor(func(ctx context.Context) bool {
+		lctx, lcancel := context.WithTimeout(ctx, 2*time.Second)
+		c, err := pgconn.Connect(lctx, dsn)
+		lcancel()
+		if err == nil {
+			c.Close(context.Background())
+			return false
+		}
+		return true
+	}, nil)
+}
