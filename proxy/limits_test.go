@@ -73,7 +73,7 @@ func TestDescriptorCeilingEndsNoSession(t *testing.T) {
 	needPG(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	bin := buildBinary(t)
+	bin := testbed.BuildSwitchyard(t)
 	dir := t.TempDir()
 	rw, ro := freeAddr(t), freeAddr(t)
 	cfg := filepath.Join(dir, "storm.toml")
@@ -172,15 +172,6 @@ client_login_timeout = "15s"
 	if len(strings.Split(logs.String(), "open-file limit is too low")) < 2 {
 		t.Errorf("the start-up log does not say what the open-file limit allows")
 	}
-}
-
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "switchyard")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/switchyard").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	return bin
 }
 
 func freeAddr(t *testing.T) string {

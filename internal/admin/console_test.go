@@ -412,10 +412,7 @@ func TestConsoleShutdown(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "switchyard")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "../../cmd/switchyard").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := testbed.BuildSwitchyard(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

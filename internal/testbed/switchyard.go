@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -83,4 +84,23 @@ func (y *Yard) DSN(listener, user string) string {
 	host, port, _ := net.SplitHostPort(y.Address(listener))
 	return fmt.Sprintf("host=%s port=%s user=%s password=%s dbname=%s sslmode=disable connect_timeout=5",
 		host, port, user, Password, DefaultDB)
+}
+
+// BuildSwitchyard builds the switchyard binary (cmd/switchyard) into a
+// directory of t's and returns its path, for tests of the process itself:
+// signals, the re-exec, SHUTDOWN, descriptor limits, the demo.
+func BuildSwitchyard(t testing.TB) string {
+	t.Helper()
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	gomod := strings.TrimSpace(string(out))
+	if err != nil || gomod == "" || gomod == os.DevNull {
+		t.Fatalf("finding the module root: %v (GOMOD %q)", err, gomod)
+	}
+	bin := filepath.Join(t.TempDir(), "switchyard")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/switchyard")
+	cmd.Dir = filepath.Dir(gomod)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building switchyard: %v\n%s", err, out)
+	}
+	return bin
 }

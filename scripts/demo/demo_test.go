@@ -2,12 +2,12 @@ package main
 
 import (
 	"context"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchyard-proxy/switchyard/internal/testbed"
 )
 
 // TestDemoSmoke runs what `make demo` runs, with the binary built fresh,
@@ -19,10 +19,7 @@ func TestDemoSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts etcd, Patroni and PostgreSQL")
 	}
-	bin := filepath.Join(t.TempDir(), "switchyard")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/switchyard").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := testbed.BuildSwitchyard(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	var out strings.Builder
