@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"strings"
 	"testing"
 
@@ -191,5 +192,25 @@ func TestWithoutChannelBinding(t *testing.T) {
 	resp := wiretest.Encode(t, &pgproto3.SASLInitialResponse{AuthMechanism: "SCRAM-SHA-256", Data: []byte("y,,n=,r=abc")})
 	if f := gs2Flag(resp); f != 'y' {
 		t.Fatalf("gs2Flag = %q", f)
+	}
+}
+
+// A kill cancels the session's context; serve's interrupt may end the
+// phase's I/O before the cancellation has reached the phase's own
+// context (children are cancelled one by one). The phase still returns
+// the kill's cause, so the client is told why, not "client left".
+func TestPhaseReturnsTheSessionsCause(t *testing.T) {
+	root, cancel := context.WithCancelCause(context.Background())
+	kc := &KillCause{SQLState: "57P01", Message: "killed"}
+	cancel(kc)
+	s := &session{root: root}
+	phaseCtx := context.Background() // stands for a descendant not yet reached
+	err := s.phase(phaseCtx, func() error { return onClient(os.ErrDeadlineExceeded) })
+	if !errors.Is(err, kc) {
+		t.Fatalf("phase returned %v, want the session's cause %v", err, kc)
+	}
+	s.root = context.Background()
+	if err := s.phase(phaseCtx, func() error { return onClient(io.EOF) }); !errors.Is(err, io.EOF) {
+		t.Fatalf("phase of a live session returned %v, want the I/O error", err)
 	}
 }

@@ -446,7 +446,7 @@ func (s *Server) startSession(l *listener, conn net.Conn) {
 	l.stats.Starting.Add(1)
 	ctx, cancel := context.WithCancelCause(s.hard)
 	sess := &session{
-		srv: s, id: s.nextID.Add(1), ln: l, start: time.Now(), cancel: cancel,
+		srv: s, id: s.nextID.Add(1), ln: l, start: time.Now(), root: ctx, cancel: cancel,
 		client: conn, cr: newClientReader(conn), cw: clientWriter{conn: conn},
 		totals: &l.relayTotals,
 	}

@@ -28,6 +28,7 @@ type session struct {
 	id     uint64
 	ln     *listener
 	start  time.Time
+	root   context.Context // the session's context; every phase's descends from it
 	cancel context.CancelCauseFunc
 
 	mu     sync.Mutex // guards client and server against interrupt
@@ -121,6 +122,12 @@ func (s *session) phase(ctx context.Context, f func() error) error {
 	}
 	if err != nil && ctx.Err() != nil {
 		return context.Cause(ctx)
+	}
+	if err != nil && s.root != nil && s.root.Err() != nil {
+		// The session's context was cancelled (a kill, a shutdown) and
+		// serve's interrupt ended f before the cancellation had reached
+		// ctx, a descendant: the cause is the same.
+		return context.Cause(s.root)
 	}
 	return err
 }
