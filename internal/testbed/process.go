@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -154,14 +155,53 @@ func runAs(ctx context.Context, asPostgres bool, argv ...string) error {
 	return nil
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago,
+// for a server the test bed starts. It is taken below the kernel's
+// ephemeral range: a port from that range (what listening on port 0
+// gives) can be handed in the meantime to any outgoing connection as its
+// source port — the tests of other packages, running at the same time,
+// make thousands — and the server then fails with "address already in
+// use". Below the range only another FreePort, choosing at random among
+// ~20 000 ports, could take it.
 func FreePort() (int, error) {
+	low := ephemeralLow()
+	for range 200 {
+		port := freePortFloor + rand.IntN(low-freePortFloor)
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err == nil {
+			l.Close()
+			return port, nil
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// freePortFloor keeps FreePort clear of the well-known and registered
+// ports services on the machine are likely to use.
+const freePortFloor = 10000
+
+// ephemeralLow is the first port of the kernel's ephemeral range
+// (net.ipv4.ip_local_port_range), 32768 if it cannot be read or leaves
+// too little room below it.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	fields := strings.Fields(string(b))
+	if len(fields) == 0 {
+		return 32768
+	}
+	n, err := strconv.Atoi(fields[0])
+	if err != nil || n < freePortFloor+1000 {
+		return 32768
+	}
+	return n
 }
 
 // waitFor calls ready every interval until it succeeds, ctx ends, or
