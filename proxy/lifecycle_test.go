@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/switchyard-proxy/switchyard/internal/testbed"
 	"github.com/switchyard-proxy/switchyard/proxy"
@@ -66,18 +67,44 @@ func TestEndedSessionsQueryIsCancelled(t *testing.T) {
 	needPG(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	for _, how := range []string{"role change", "shutdown"} {
+	for _, how := range []string{"role change", "shutdown", "role change, extended batch without Sync"} {
 		t.Run(how, func(t *testing.T) {
 			p := startProxy(t, setup{limits: `shutdown_timeout = "500ms"`})
 			conn := connect(t, ctx, p.dsn("rw", testbed.UserSCRAM))
 			done := make(chan error, 1)
-			go func() {
-				_, err := query(ctx, conn, "SELECT pg_sleep(120)")
-				done <- err
-			}()
+			if strings.HasSuffix(how, "without Sync") {
+				// Parse/Bind/Execute and a Flush: the query runs, and no
+				// ReadyForQuery is owed until a Sync that never comes.
+				fe := conn.Frontend()
+				fe.SendParse(&pgproto3.Parse{Query: "SELECT pg_sleep(120)"})
+				fe.SendBind(&pgproto3.Bind{})
+				fe.SendExecute(&pgproto3.Execute{})
+				fe.Send(&pgproto3.Flush{})
+				if err := fe.Flush(); err != nil {
+					t.Fatal(err)
+				}
+				go func() {
+					for {
+						msg, err := fe.Receive()
+						if err != nil {
+							done <- err
+							return
+						}
+						if e, ok := msg.(*pgproto3.ErrorResponse); ok {
+							done <- &pgconn.PgError{Code: e.Code, Message: e.Message}
+							return
+						}
+					}
+				}()
+			} else {
+				go func() {
+					_, err := query(ctx, conn, "SELECT pg_sleep(120)")
+					done <- err
+				}()
+			}
 			testbed.Eventually(t, 10*time.Second, "pg_sleep(120) to run", func() bool { return activeSleeps(ctx, t) == 1 })
 			switch how {
-			case "role change":
+			case "role change", "role change, extended batch without Sync":
 				p.Registry().Kill(func(s proxy.SessionInfo) bool { return true },
 					&proxy.KillCause{SQLState: "57P01", Message: "terminating connection because server \"pg1\" is no longer the primary"})
 			case "shutdown":

@@ -29,6 +29,8 @@ func (s *session) relay(ctx context.Context) error {
 				return
 			case 'Q', 'S', 'F': // each is answered by one ReadyForQuery
 				s.pending.Add(1)
+			case 'E': // runs a portal, Sync or not (Execute and Flush)
+				s.executing.Add(1)
 			case 'P':
 				s.totals.ClientParses.Add(1)
 			case 'B':
@@ -43,6 +45,11 @@ func (s *session) relay(ctx context.Context) error {
 		switch t {
 		case 'Z':
 			s.pending.Add(-1)
+			s.executing.Store(0)
+		case 'C', 'I', 's': // an Execute's end (a Query's statements end so too)
+			if s.executing.Load() > 0 {
+				s.executing.Add(-1)
+			}
 		case '1':
 			s.totals.ServerParses.Add(1)
 		case 'E':
