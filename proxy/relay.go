@@ -30,7 +30,7 @@ func (s *session) relay(ctx context.Context) error {
 			case 'Q', 'S', 'F': // each is answered by one ReadyForQuery
 				s.pending.Add(1)
 			case 'E': // runs a portal, Sync or not (Execute and Flush)
-				s.executing.Add(1)
+				s.executed.Store(true)
 			case 'P':
 				s.totals.ClientParses.Add(1)
 			case 'B':
@@ -45,11 +45,7 @@ func (s *session) relay(ctx context.Context) error {
 		switch t {
 		case 'Z':
 			s.pending.Add(-1)
-			s.executing.Store(0)
-		case 'C', 'I', 's': // an Execute's end (a Query's statements end so too)
-			if s.executing.Load() > 0 {
-				s.executing.Add(-1)
-			}
+			s.executed.Store(false)
 		case '1':
 			s.totals.ServerParses.Add(1)
 		case 'E':

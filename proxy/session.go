@@ -50,10 +50,11 @@ type session struct {
 	// the server is busy, and a session Switchyard ends has its query
 	// cancelled.
 	pending atomic.Int64
-	// executing counts Executes sent and not yet ended (CommandComplete,
-	// EmptyQueryResponse, PortalSuspended, or ReadyForQuery): a batch
-	// without Sync runs its query with no ReadyForQuery owed.
-	executing         atomic.Int64
+	// executed is set by an Execute and cleared by ReadyForQuery: a batch
+	// without Sync runs its query with no ReadyForQuery owed. (It stays set
+	// after such an Execute completes; a kill then sends a cancel the idle
+	// server ignores.)
+	executed          atomic.Bool
 	bytesIn, bytesOut atomic.Int64
 
 	console     bool                   // an admin console client
@@ -189,7 +190,7 @@ func (s *session) finish(ctx context.Context, err error) {
 	var kc *KillCause
 	if errors.As(err, &kc) {
 		s.ln.stats.Killed.Add(1)
-		if server != nil && (s.pending.Load() > 0 || s.executing.Load() > 0) {
+		if server != nil && (s.pending.Load() > 0 || s.executed.Load()) {
 			// Closing the socket alone leaves the query running until it
 			// next writes to it; a cancel stops it now.
 			if cerr := server.Cancel(context.WithoutCancel(ctx), s.srv.opts.Dialer); cerr != nil && !isClosed(cerr) {
